@@ -1,0 +1,180 @@
+"""`create_app(settings)`: the FastAPI application. Its lifespan owns every long-lived resource.
+
+Start-up order: registry (open, seed on first start) -> one shared `httpx.AsyncClient` -> expert
+pool -> router (embedder loaded and warmed off the event loop) -> ready. Shutdown closes them in
+reverse. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from experts.base import Expert
+from experts.errors import ExpertError
+from experts.factory import build_expert
+from gateway.errors import GatewayError, HttpError, error_from_exception, http_error
+from gateway.limits import BodyLimitMiddleware
+from gateway.metrics import Metrics
+from gateway.pool import ExpertPool
+from gateway.routes import admin, chat, health, models, route
+from gateway.service import ChatService
+from gateway.settings import Settings
+from gateway.state import GatewayState
+from registry.base import Registry, RegistryError
+from registry.factory import redact_url, registry_from_url
+from registry.spec import ExpertSpec
+from routers.base import ExpertTable, Router
+from routers.factory import build_router
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("coe.app")
+SEEDED = "seeded"
+
+
+def create_app(settings: Settings, *, router: Router | None = None) -> FastAPI:
+    """Build the gateway. `router` overrides the configured one (tests, embedding in apps)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with _resources(settings, router) as state:
+            app.state.coe = state
+            yield
+
+    app = FastAPI(title="coe-gateway", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.server.max_body_bytes)
+    for module in (chat, models, route, admin, health):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    return app
+
+
+@asynccontextmanager
+async def _resources(settings: Settings, router: Router | None) -> AsyncIterator[GatewayState]:
+    metrics = Metrics()
+    registry = registry_from_url(settings.registry.resolved_url())
+    log.info("registry: %s", redact_url(settings.registry.resolved_url()))
+    await registry.open()
+    try:
+        await _seed(registry, settings)
+        limits = httpx.Limits(
+            max_connections=settings.upstream.max_connections,
+            max_keepalive_connections=settings.upstream.max_keepalive_connections,
+            keepalive_expiry=settings.upstream.keepalive_expiry_s,
+        )
+        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as http:
+            local_models = _local_model_store()
+
+            def build(spec: ExpertSpec) -> Expert:
+                return build_expert(spec, http=http, local_models=local_models)
+
+            pool = ExpertPool(
+                registry,
+                build,
+                metrics,
+                breaker_failures=settings.upstream.breaker_failures,
+                breaker_cooldown_s=settings.upstream.breaker_cooldown_s,
+            )
+            the_router = router or build_router(settings.router)
+            service = ChatService(pool, the_router, metrics, failover=settings.upstream.failover)
+            state = GatewayState(
+                settings, registry, the_router, pool, service, metrics, http, started_at=time.time()
+            )
+            try:
+                table = await pool.sync()
+                await _warm_up(the_router, table)
+                state.ready = True
+                log.info("ready: router %s, %d experts", the_router.name, len(table.experts))
+                yield state
+            finally:
+                state.ready = False
+                await pool.aclose()
+                if local_models is not None:
+                    local_models.close()
+    finally:
+        await registry.aclose()
+
+
+async def _seed(registry: Registry, settings: Settings) -> None:
+    """On the registry's first start, add the configured experts (once, ever)."""
+    if not settings.registry.seed or await registry.get_meta(SEEDED):
+        return
+    for spec in settings.experts:
+        if await registry.get(spec.name) is None:
+            await registry.add(spec)
+    await registry.set_meta(SEEDED, "1")
+    log.info("seeded the registry with %d configured experts", len(settings.experts))
+
+
+async def _warm_up(router: Router, table: ExpertTable) -> None:
+    """Load the embedder and embed the exemplars now, not on the first request."""
+    await anyio.to_thread.run_sync(router.route, "warm-up query", table)
+
+
+def _local_model_store() -> Any:
+    try:
+        from experts.local import LocalModelStore
+    except ImportError as exc:  # transformers/torch missing: local experts unavailable
+        log.warning("local experts unavailable: %s", exc)
+        return None
+    return LocalModelStore()
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def respond(error: HttpError) -> JSONResponse:
+        return JSONResponse(error.body.model_dump(), status_code=error.status)
+
+    async def on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
+        error = error_from_exception(exc)
+        if error.status >= 500:
+            log.warning("%s %s -> %d: %s", request.method, request.url.path, error.status, exc)
+        return respond(error)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError | ValidationError)
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return respond(
+                http_error(
+                    400, "request body is not valid JSON", "invalid_request_error", "invalid_json"
+                )
+            )
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+            for e in errors[:5]
+        )
+        return respond(
+            http_error(
+                422, details, "invalid_request_error", "invalid_value", ".".join(loc) or None
+            )
+        )
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        type_ = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return respond(http_error(exc.status_code, str(exc.detail), type_, None))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return respond(error_from_exception(exc))
+
+    for kind in (GatewayError, ExpertError, RegistryError):
+        app.add_exception_handler(kind, on_gateway_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(ValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,49 @@
+"""`/admin/experts`: register, inspect, change and remove experts at run time (bearer key)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from gateway.deps import AdminDep, StateDep
+from gateway.errors import NotFound
+from registry.spec import ExpertSpec, ExpertSpecPatch
+
+router = APIRouter(prefix="/admin/experts", tags=["admin"])
+
+
+@router.get("")
+async def list_experts(state: StateDep, _: AdminDep) -> list[ExpertSpec]:
+    return await state.registry.list()
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def add_expert(spec: ExpertSpec, state: StateDep, _: AdminDep) -> ExpertSpec:
+    """Routable on the next request: the pool re-syncs before answering."""
+    await state.registry.add(spec)
+    await state.pool.sync()
+    return spec
+
+
+@router.get("/{name}")
+async def get_expert(name: str, state: StateDep, _: AdminDep) -> ExpertSpec:
+    spec = await state.registry.get(name)
+    if spec is None:
+        raise NotFound(f"no expert named {name!r}", code="expert_not_found")
+    return spec
+
+
+@router.patch("/{name}")
+async def update_expert(
+    name: str, patch: ExpertSpecPatch, state: StateDep, _: AdminDep
+) -> ExpertSpec:
+    spec = await state.registry.update(name, patch)
+    await state.pool.sync()
+    return spec
+
+
+@router.delete("/{name}")
+async def remove_expert(name: str, state: StateDep, _: AdminDep) -> ExpertSpec:
+    """New requests stop at once; requests in flight on it finish."""
+    spec = await state.registry.remove(name)
+    await state.pool.sync()
+    return spec

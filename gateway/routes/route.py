@@ -1,0 +1,31 @@
+"""`POST /v1/route`: the routing decision for a query, without calling any expert."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.deps import StateDep
+from gateway.errors import InvalidRequest
+from gateway.protocol import RouteCategory, RouteExpert, RouteRequest, RouteResponse
+
+router = APIRouter(tags=["routing"])
+
+
+@router.post("/v1/route")
+async def route(body: RouteRequest, state: StateDep) -> RouteResponse:
+    query = body.text()
+    if not query:
+        raise InvalidRequest("give a non-empty 'query' or 'messages'", param="query")
+    decision = await state.service.decide(query)
+    healthy = state.pool.available([e.name for e in decision.experts])
+    return RouteResponse(
+        category=decision.category,
+        categories=[RouteCategory(name=n, probability=p) for n, p in decision.categories],
+        experts=[RouteExpert(name=e.name, score=e.score) for e in decision.experts],
+        selected=healthy[: max(1, decision.selected)],
+        fallback=decision.fallback,
+        reason=decision.reason,
+        router=decision.router,
+        route_ms=round(decision.latency_ms, 3),
+        top_similarity=decision.top_similarity,
+    )

@@ -1,0 +1,179 @@
+"""`Settings`: the one typed configuration object, built once by `create_app` / `coe serve`.
+
+Sources, highest priority first: keyword arguments > `COE_*` environment variables (nested keys
+with `__`, e.g. `COE_SERVER__PORT=9000`) > the YAML file (`--config` / `COE_CONFIG`, or the
+built-in `gateway/defaults.yaml` when none is given) > field defaults. Unknown keys and bad values
+are refused at start-up with the offending key named. Secrets (the admin key) come from the
+environment only; upstream API keys are named per expert (`api_key_env`) and read from the
+environment when the expert is built.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from registry.spec import ExpertSpec
+from routers.config import RouterConfig
+
+__all__ = [
+    "ConfigError",
+    "RegistrySettings",
+    "ServerSettings",
+    "Settings",
+    "UpstreamSettings",
+    "load_settings",
+]
+
+DEFAULT_CONFIG = "defaults.yaml"
+_ENV_ONLY = ("admin_key",)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names every offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Larger bodies get 413.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class RegistrySettings(_Strict):
+    url: str = Field(
+        default="sqlite:///~/.local/share/coe-gateway/registry.db",
+        description="sqlite:///PATH (embedded default), redis://HOST:PORT/DB or memory://",
+    )
+    seed: bool = Field(
+        default=True,
+        description="On first start (registry never seeded), add the `experts` of this config.",
+    )
+
+    def resolved_url(self) -> str:
+        """The URL with `~` expanded in a sqlite path."""
+        prefix = "sqlite:///"
+        if self.url.startswith(prefix) and self.url[len(prefix) :].startswith("~"):
+            return prefix + str(Path(self.url[len(prefix) :]).expanduser())
+        return self.url
+
+
+class UpstreamSettings(_Strict):
+    max_connections: int = Field(default=512, ge=1)
+    max_keepalive_connections: int = Field(default=128, ge=0)
+    keepalive_expiry_s: float = Field(default=30.0, gt=0)
+    failover: int = Field(
+        default=1,
+        ge=0,
+        le=8,
+        description="How many next-best experts to try when one fails before its first byte.",
+    )
+    breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive failures that take an expert out of rotation."
+    )
+    breaker_cooldown_s: float = Field(default=10.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """The gateway's whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    config_file: Path | None = Field(default=None, exclude=True)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    experts: list[ExpertSpec] = Field(
+        default_factory=list, description="Experts seeded into an empty registry on first start."
+    )
+    admin_key: SecretStr | None = Field(
+        default=None, description="Bearer key for /admin (env COE_ADMIN_KEY only)."
+    )
+
+    @field_validator("admin_key")
+    @classmethod
+    def _strong_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("COE_ADMIN_KEY must be at least 16 characters")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(init_settings, InitSettingsSource)
+        config_file = init_settings.init_kwargs.get("config_file")
+        return (init_settings, env_settings, _YamlSource(settings_cls, config_file))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML file, or the built-in defaults when no file is named."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | str | None) -> None:
+        super().__init__(settings_cls)
+        self.path = Path(path) if path else None
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ returns the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        if self.path is None:
+            text = resources.files("gateway").joinpath(DEFAULT_CONFIG).read_text("utf-8")
+            where = "built-in defaults"
+        else:
+            try:
+                text = self.path.read_text("utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot read config file {self.path}: {exc.strerror}") from exc
+            where = str(self.path)
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: the top level must be a mapping")
+        for key in _ENV_ONLY:
+            if key in data:
+                raise ConfigError(
+                    f"{where}: '{key}' is a secret; set it in the environment "
+                    f"(COE_{key.upper()}), not in a file"
+                )
+        return data
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build and validate `Settings`; raise `ConfigError` naming each bad key."""
+    if config_file is None and os.environ.get("COE_CONFIG"):
+        config_file = os.environ["COE_CONFIG"]
+    try:
+        return Settings(config_file=Path(config_file) if config_file else None, **overrides)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        ]
+        where = f" in {config_file}" if config_file else ""
+        raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from None

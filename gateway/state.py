@@ -1,0 +1,29 @@
+"""`GatewayState`: what the lifespan builds and every route uses (one object, no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+
+from gateway.metrics import Metrics
+from gateway.pool import ExpertPool
+from gateway.service import ChatService
+from gateway.settings import Settings
+from registry.base import Registry
+from routers.base import Router
+
+__all__ = ["GatewayState"]
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    registry: Registry
+    router: Router
+    pool: ExpertPool
+    service: ChatService
+    metrics: Metrics
+    http: httpx.AsyncClient
+    ready: bool = False
+    started_at: float = field(default=0.0)

@@ -1,0 +1,54 @@
+"""The embedded default, as `coe serve` starts it with no config: real text from a real local model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.settings import load_settings
+from routers.embedder import Embedder
+from routers.factory import build_router
+from tests.servers import serve_in_thread
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def default_gateway(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[str]:
+    db = Path(tmp_path_factory.mktemp("default")) / "registry.db"
+    settings = load_settings(registry={"url": f"sqlite:///{db}"})
+    app = create_app(settings, router=build_router(settings.router, embedder))
+    with serve_in_thread(app, startup_timeout_s=300) as url:
+        yield url
+
+
+def test_default_answers_with_generated_text(default_gateway: str) -> None:
+    response = httpx.post(f"{default_gateway}/v1/chat/completions", timeout=300, json={
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 24, "temperature": 0})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    text = body["choices"][0]["message"]["content"]
+    assert re.search(r"[A-Za-z]{3,}", text), text
+    assert "paris" in text.lower()
+    assert body["usage"]["completion_tokens"] > 0
+    assert response.headers["x-coe-expert"] in {"smollm2", "smollm2-tutor"}
+
+
+def test_default_routes_math_to_the_tutor_and_streams(default_gateway: str) -> None:
+    route = httpx.post(f"{default_gateway}/v1/route",
+                       json={"query": "Solve for x: 4x - 8 = 12"}).json()
+    assert route["category"] == "math" and route["selected"] == ["smollm2-tutor"]
+    with httpx.stream("POST", f"{default_gateway}/v1/chat/completions", timeout=300, json={
+        "messages": [{"role": "user", "content": "Solve for x: 4x - 8 = 12"}],
+        "max_tokens": 16, "stream": True,
+    }) as response:
+        assert response.headers["x-coe-expert"] == "smollm2-tutor"
+        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+    assert len(events) > 4  # role chunk, several tokens, finish, [DONE]
