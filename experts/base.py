@@ -2,7 +2,7 @@
 
 Lifecycle of an expert::
 
-    expert = build_expert(spec, http)     # cheap, no I/O (see experts.factory)
+    expert = build_expert(spec, http=..., local_models=...)  # no I/O; ValueError if misconfigured
     await expert.start()                  # optional warm-up: load weights, discover models
     result = await expert.chat(request)   # or: async for delta in expert.stream(request)
     health = await expert.health()
@@ -15,7 +15,7 @@ try the next expert; after that the error goes into the client's stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -101,8 +101,8 @@ class Expert(Protocol):
 
     async def chat(self, request: ChatRequest) -> ChatResult: ...
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
-        """Yield deltas; closing the iterator early cancels the upstream request."""
+    def stream(self, request: ChatRequest) -> AsyncGenerator[ChatDelta, None]:
+        """Yield deltas; closing the generator early (`aclose()`) cancels the upstream request."""
 
     async def health(self) -> ExpertHealth: ...
 

@@ -92,7 +92,10 @@ class ExpertPool:
                 self._retire(slot)
         for name, spec in enabled.items():
             if name not in self._slots:
-                self._slots[name] = self._new_slot(spec)
+                try:
+                    self._slots[name] = self._new_slot(spec)
+                except ValueError as exc:  # misconfigured (e.g. its API key variable is unset)
+                    log.error("expert %s cannot be built and is not routable: %s", name, exc)
         self._table = ExpertTable(
             revision=revision, experts=tuple(self._slots[n].spec for n in sorted(self._slots))
         )
@@ -122,6 +125,11 @@ class ExpertPool:
         task = asyncio.create_task(close(), name=f"close-{slot.spec.name}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def check(self, spec: ExpertSpec) -> None:
+        """Build `spec` once to surface configuration errors (`ValueError`) before storing it."""
+        expert = self._build(spec)
+        self._close_later(_Slot(spec, expert, asyncio.Semaphore(1)))
 
     def available(self, names: Sequence[str]) -> list[str]:
         """`names` that exist and whose circuit breaker is closed, in the same order."""

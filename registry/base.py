@@ -23,7 +23,7 @@ Exceptions::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol, runtime_checkable
 
 from registry.spec import ExpertSpec, ExpertSpecPatch
@@ -76,11 +76,11 @@ class Registry(Protocol):
 
     async def set_meta(self, key: str, value: str) -> None: ...
 
-    def watch(self, interval_s: float = 0.5) -> AsyncIterator[int]:
+    def watch(self, interval_s: float = 0.5) -> AsyncGenerator[int, None]:
         """Yield the new revision each time it changes."""
 
 
-async def poll_revisions(registry: Registry, interval_s: float) -> AsyncIterator[int]:
+async def poll_revisions(registry: Registry, interval_s: float) -> AsyncGenerator[int, None]:
     """A `watch()` built on `revision()` polling, for backends without push."""
     last = await registry.revision()
     while True:

@@ -26,7 +26,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -158,7 +158,7 @@ class SqliteRegistry:
 
         await self._run(upsert)
 
-    def watch(self, interval_s: float = 0.5) -> AsyncIterator[int]:
+    def watch(self, interval_s: float = 0.5) -> AsyncGenerator[int, None]:
         """Poll `revision()` every `interval_s` (SQLite has no change notification)."""
         return poll_revisions(self, interval_s)
 

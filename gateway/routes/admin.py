@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from gateway.deps import AdminDep, StateDep
-from gateway.errors import NotFound
+from gateway.errors import Conflict, InvalidRequest, NotFound
 from registry.spec import ExpertSpec, ExpertSpecPatch
 
 router = APIRouter(prefix="/admin/experts", tags=["admin"])
@@ -19,6 +19,9 @@ async def list_experts(state: StateDep, _: AdminDep) -> list[ExpertSpec]:
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def add_expert(spec: ExpertSpec, state: StateDep, _: AdminDep) -> ExpertSpec:
     """Routable on the next request: the pool re-syncs before answering."""
+    if await state.registry.get(spec.name) is not None:
+        raise Conflict(f"an expert named {spec.name!r} already exists", code="expert_exists")
+    _buildable(state, spec)
     await state.registry.add(spec)
     await state.pool.sync()
     return spec
@@ -36,6 +39,9 @@ async def get_expert(name: str, state: StateDep, _: AdminDep) -> ExpertSpec:
 async def update_expert(
     name: str, patch: ExpertSpecPatch, state: StateDep, _: AdminDep
 ) -> ExpertSpec:
+    current = await state.registry.get(name)
+    if current is not None:
+        _buildable(state, patch.apply(current))
     spec = await state.registry.update(name, patch)
     await state.pool.sync()
     return spec
@@ -47,3 +53,10 @@ async def remove_expert(name: str, state: StateDep, _: AdminDep) -> ExpertSpec:
     spec = await state.registry.remove(name)
     await state.pool.sync()
     return spec
+
+
+def _buildable(state: StateDep, spec: ExpertSpec) -> None:
+    try:
+        state.pool.check(spec)
+    except ValueError as exc:
+        raise InvalidRequest(f"expert {spec.name!r} cannot be built: {exc}") from exc

@@ -105,13 +105,12 @@ async def _sse(
     try:
         yield chunk(DeltaMessage(role="assistant", content=""))
         delta: ChatDelta | None = stream.first
-        while delta is not None:
+        while delta is not None:  # to the end: usage may follow the finish_reason delta
             usage = delta.usage or usage
             if delta.content:
                 yield chunk(DeltaMessage(content=delta.content))
             if delta.finish_reason is not None:
                 yield chunk(DeltaMessage(), delta.finish_reason)
-                break
             delta = await anext(stream.rest, None)
         if include_usage:
             yield event(

@@ -85,8 +85,15 @@ def sims() -> Iterator[dict[str, Sim]]:
 
 
 def expert(name: str, sim: Sim, categories: list[str], **extra: Any) -> dict[str, Any]:
-    return {"name": name, "kind": "vllm", "endpoint": sim.url, "categories": categories,
-            "timeout_s": 10, "connect_timeout_s": 2, **extra}
+    return {
+        "name": name,
+        "kind": "vllm",
+        "endpoint": sim.url,
+        "categories": categories,
+        "timeout_s": 10,
+        "connect_timeout_s": 2,
+        **extra,
+    }
 
 
 def standard_experts(sims: dict[str, Sim]) -> list[dict[str, Any]]:
@@ -130,7 +137,7 @@ class Gateway:
 
 @contextlib.contextmanager
 def run_gateway(config: Path, embedder: Embedder, **overrides: Any) -> Iterator[Gateway]:
-    settings = load_settings(config, admin_key=ADMIN_KEY, **overrides)
+    settings = load_settings(config, **({"admin_key": ADMIN_KEY} | overrides))
     app = create_app(settings, router=build_router(settings.router, embedder))
     with serve_in_thread(app) as url:
         yield Gateway(url, app, settings)

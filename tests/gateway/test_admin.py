@@ -29,7 +29,9 @@ def test_admin_requires_bearer_key(gateway: Gateway) -> None:
     assert httpx.get(url, headers=gateway.admin_headers).status_code == 200
 
 
-def test_admin_disabled_without_key(tmp_path: Path, sims: dict[str, Sim], embedder: Embedder) -> None:
+def test_admin_disabled_without_key(
+    tmp_path: Path, sims: dict[str, Sim], embedder: Embedder
+) -> None:
     config = write_config(tmp_path, [expert("generalist", sims["general"], ["*"])])
     with run_gateway(config, embedder, admin_key=None) as gw:
         response = httpx.get(f"{gw.url}/admin/experts", headers={"authorization": "Bearer x" * 3})
@@ -42,17 +44,27 @@ def test_added_expert_is_routable_on_next_request(gateway: Gateway) -> None:
     before = httpx.post(f"{gateway.url}/v1/route", json=query).json()
     assert "geo-expert" not in [e["name"] for e in before["experts"]]
     with simulator(model="geo-model", completion_tokens=3) as geo:
-        spec = {"name": "geo-expert", "kind": "vllm", "endpoint": geo.url,
-                "exemplars": NEW_EXPERT_EXEMPLARS}
-        created = httpx.post(f"{gateway.url}/admin/experts", json=spec, headers=gateway.admin_headers)
+        spec = {
+            "name": "geo-expert",
+            "kind": "vllm",
+            "endpoint": geo.url,
+            "exemplars": NEW_EXPERT_EXEMPLARS,
+        }
+        created = httpx.post(
+            f"{gateway.url}/admin/experts", json=spec, headers=gateway.admin_headers
+        )
         assert created.status_code == 201, created.text
         after = httpx.post(f"{gateway.url}/v1/route", json=query).json()
         assert after["category"] == "geo-expert" and after["selected"] == ["geo-expert"]
-        chat = httpx.post(f"{gateway.url}/v1/chat/completions", json={
-            "messages": [{"role": "user", "content": "What is the capital city of Peru?"}]})
+        chat = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "What is the capital city of Peru?"}]},
+        )
         assert chat.headers["x-coe-expert"] == "geo-expert"
         assert geo.stats.requests_received == 1
-        assert "geo-expert" in [m["id"] for m in httpx.get(f"{gateway.url}/v1/models").json()["data"]]
+        assert "geo-expert" in [
+            m["id"] for m in httpx.get(f"{gateway.url}/v1/models").json()["data"]
+        ]
 
 
 def test_removed_expert_stops_new_requests_while_inflight_finish(
@@ -62,11 +74,15 @@ def test_removed_expert_stops_new_requests_while_inflight_finish(
         simulator(model="slow", completion_tokens=15, inter_token_s=0.05) as slow,
         simulator(model="other", completion_tokens=3) as other,
     ):
-        config = write_config(tmp_path, [expert("slow-expert", slow, ["math"]),
-                                          expert("generalist", other, ["*"])])
+        config = write_config(
+            tmp_path, [expert("slow-expert", slow, ["math"]), expert("generalist", other, ["*"])]
+        )
         with run_gateway(config, embedder) as gw, httpx.Client(base_url=gw.url) as client:
-            body = {"model": "slow-expert", "stream": True,
-                    "messages": [{"role": "user", "content": "count slowly"}]}
+            body = {
+                "model": "slow-expert",
+                "stream": True,
+                "messages": [{"role": "user", "content": "count slowly"}],
+            }
             with client.stream("POST", "/v1/chat/completions", json=body) as response:
                 lines = response.iter_lines()
                 first = next(line for line in lines if line.startswith("data: "))
@@ -80,8 +96,11 @@ def test_removed_expert_stops_new_requests_while_inflight_finish(
                 assert "slow-expert" not in [e["name"] for e in routed["experts"]]
                 rest = [line for line in lines if line.startswith("data: ")]
             assert rest[-1] == "data: [DONE]"
-            finishes = [json.loads(x[6:])["choices"][0].get("finish_reason")
-                        for x in rest[:-1] if json.loads(x[6:])["choices"]]
+            finishes = [
+                json.loads(x[6:])["choices"][0].get("finish_reason")
+                for x in rest[:-1]
+                if json.loads(x[6:])["choices"]
+            ]
             assert "stop" in finishes
             assert slow.stats.streams_completed == 1 and slow.stats.streams_cancelled == 0
 
@@ -94,7 +113,9 @@ def test_patch_disables_and_validates(gateway: Gateway) -> None:
     assert unknown.status_code == 422 and "colour" in unknown.json()["error"]["message"]
     ok = httpx.patch(url, json={"enabled": False}, headers=gateway.admin_headers)
     assert ok.status_code == 200 and ok.json()["enabled"] is False
-    assert "math-expert" not in [m["id"] for m in httpx.get(f"{gateway.url}/v1/models").json()["data"]]
+    assert "math-expert" not in [
+        m["id"] for m in httpx.get(f"{gateway.url}/v1/models").json()["data"]
+    ]
     assert httpx.get(url, headers=gateway.admin_headers).json()["enabled"] is False
 
 
@@ -112,6 +133,8 @@ def test_patch_disables_and_validates(gateway: Gateway) -> None:
 def test_admin_errors_are_openai_shaped(
     gateway: Gateway, method: str, path: str, body: object, status: int
 ) -> None:
-    response = httpx.request(method, f"{gateway.url}{path}", json=body, headers=gateway.admin_headers)
+    response = httpx.request(
+        method, f"{gateway.url}{path}", json=body, headers=gateway.admin_headers
+    )
     assert response.status_code == status, response.text
     assert set(response.json()["error"]) >= {"message", "type", "code"}

@@ -8,7 +8,9 @@ import pytest
 from tests.gateway.conftest import Gateway, Sim
 
 
-def test_routed_non_stream_goes_to_the_category_expert(gateway: Gateway, sims: dict[str, Sim]) -> None:
+def test_routed_non_stream_goes_to_the_category_expert(
+    gateway: Gateway, sims: dict[str, Sim]
+) -> None:
     client = gateway.client()
     raw = client.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": "Solve for y: 5y - 4 = 21."}]
@@ -27,14 +29,18 @@ def test_routed_non_stream_goes_to_the_category_expert(gateway: Gateway, sims: d
 def test_routed_stream_goes_to_another_category(gateway: Gateway, sims: dict[str, Sim]) -> None:
     client = gateway.client()
     with client.chat.completions.with_streaming_response.create(
-        model="auto", stream=True, stream_options={"include_usage": True},
+        model="auto",
+        stream=True,
+        stream_options={"include_usage": True},
         messages=[{"role": "user", "content": "Write a Go function that parses JSON."}],
     ) as response:
         assert response.headers["x-coe-expert"] == "code-expert"
         assert response.headers["content-type"].startswith("text/event-stream")
         chunks = list(response.parse())
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert text.strip()
     assert finishes == ["stop"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
@@ -42,8 +48,10 @@ def test_routed_stream_goes_to_another_category(gateway: Gateway, sims: dict[str
 
 
 def test_model_omitted_means_auto(gateway: Gateway) -> None:
-    response = httpx.post(f"{gateway.url}/v1/chat/completions", json={
-        "messages": [{"role": "user", "content": "Write a haiku about winter."}]})
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "Write a haiku about winter."}]},
+    )
     assert response.status_code == 200
     assert response.headers["x-coe-category"] == "writing"
     # no writing expert registered: the generalist ('*') serves it
@@ -55,8 +63,9 @@ def test_pinned_model_skips_routing(gateway: Gateway, sims: dict[str, Sim], stre
     client = gateway.client()
     messages = [{"role": "user", "content": "Solve 2 + 2."}]  # a math query, pinned elsewhere
     if stream:
-        chunks = list(client.chat.completions.create(model="code-expert", messages=messages,
-                                                     stream=True))
+        chunks = list(
+            client.chat.completions.create(model="code-expert", messages=messages, stream=True)
+        )
         assert {c.model for c in chunks} == {"code-expert"}
     else:
         completion = client.chat.completions.create(model="code-expert", messages=messages)
@@ -65,10 +74,16 @@ def test_pinned_model_skips_routing(gateway: Gateway, sims: dict[str, Sim], stre
     assert sims["math"].stats.requests_received == 0
 
 
-def test_openai_params_and_unknown_fields_pass_through(gateway: Gateway, sims: dict[str, Sim]) -> None:
+def test_openai_params_and_unknown_fields_pass_through(
+    gateway: Gateway, sims: dict[str, Sim]
+) -> None:
     gateway.client().chat.completions.create(
-        model="math-expert", messages=[{"role": "user", "content": "hi"}],
-        temperature=0.3, max_tokens=4, stop=["\n"], seed=7,
+        model="math-expert",
+        messages=[{"role": "user", "content": "hi"}],
+        temperature=0.3,
+        max_tokens=4,
+        stop=["\n"],
+        seed=7,
         extra_body={"top_k": 20, "repetition_penalty": 1.1},
     )
     body = sims["math"].stats.last_request_body
@@ -86,9 +101,13 @@ def test_models_lists_auto_and_enabled_experts(gateway: Gateway) -> None:
 
 def test_metrics_count_requests_per_expert_and_category(gateway: Gateway) -> None:
     gateway.client().chat.completions.create(
-        model="auto", messages=[{"role": "user", "content": "What is 12 squared?"}])
+        model="auto", messages=[{"role": "user", "content": "What is 12 squared?"}]
+    )
     text = httpx.get(f"{gateway.url}/metrics").text
-    assert 'coe_requests_total{category="math",expert="math-expert",status="200",stream="false"} 1.0' in text
+    assert (
+        'coe_requests_total{category="math",expert="math-expert",status="200",stream="false"} 1.0'
+        in text
+    )
     assert "coe_route_seconds_count" in text
     assert "coe_time_to_first_token_seconds" in text
 

@@ -21,20 +21,40 @@ runner = CliRunner()
 
 def test_experts_add_list_remove_direct(tmp_path: Path, sims: dict[str, Sim]) -> None:
     config = write_config(tmp_path, [], registry={"url": f"sqlite:///{tmp_path / 'r.db'}"})
-    added = runner.invoke(app, ["experts", "add", "coder", "--kind", "vllm",
-                                "--endpoint", sims["code"].url, "--category", "code",
-                                "--exemplar", "Write a Go HTTP server", "-c", str(config)])
+    added = runner.invoke(
+        app,
+        [
+            "experts",
+            "add",
+            "coder",
+            "--kind",
+            "vllm",
+            "--endpoint",
+            sims["code"].url,
+            "--category",
+            "code",
+            "--exemplar",
+            "Write a Go HTTP server",
+            "-c",
+            str(config),
+        ],
+    )
     assert added.exit_code == 0, added.output
     listed = runner.invoke(app, ["experts", "list", "--json", "-c", str(config)])
     rows = json.loads(listed.output)
     assert [(r["name"], r["categories"], r["exemplars"]) for r in rows] == [
-        ("coder", ["code"], ["Write a Go HTTP server"])]
-    duplicate = runner.invoke(app, ["experts", "add", "coder", "--kind", "local",
-                                    "-c", str(config)])
+        ("coder", ["code"], ["Write a Go HTTP server"])
+    ]
+    duplicate = runner.invoke(
+        app, ["experts", "add", "coder", "--kind", "local", "-c", str(config)]
+    )
     assert duplicate.exit_code == 1 and "coder" in duplicate.output
     removed = runner.invoke(app, ["experts", "remove", "coder", "-c", str(config)])
     assert removed.exit_code == 0
-    assert json.loads(runner.invoke(app, ["experts", "list", "--json", "-c", str(config)]).output) == []
+    assert (
+        json.loads(runner.invoke(app, ["experts", "list", "--json", "-c", str(config)]).output)
+        == []
+    )
 
 
 def test_invalid_spec_is_refused(tmp_path: Path) -> None:
@@ -47,18 +67,37 @@ def test_cli_in_another_process_changes_a_running_gateway(
     tmp_path: Path, sims: dict[str, Sim], embedder: Embedder
 ) -> None:
     """The gateway sees a write to its SQLite file by another process on the next request."""
-    config = write_config(tmp_path, [expert("generalist", sims["general"], ["*"])],
-                          registry={"url": f"sqlite:///{tmp_path / 'r.db'}"})
+    config = write_config(
+        tmp_path,
+        [expert("generalist", sims["general"], ["*"])],
+        registry={"url": f"sqlite:///{tmp_path / 'r.db'}"},
+    )
     with run_gateway(config, embedder) as gw:
         coe = [sys.executable, "-m", "gateway", "experts"]
         done = subprocess.run(
-            [*coe, "add", "math-expert", "--kind", "vllm", "--endpoint", sims["math"].url,
-             "--category", "math", "-c", str(config)],
-            capture_output=True, text=True, timeout=120, env=os.environ | {"HF_HUB_OFFLINE": "1"},
+            [
+                *coe,
+                "add",
+                "math-expert",
+                "--kind",
+                "vllm",
+                "--endpoint",
+                sims["math"].url,
+                "--category",
+                "math",
+                "-c",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=os.environ | {"HF_HUB_OFFLINE": "1"},
         )
         assert done.returncode == 0, done.stderr
-        chat = httpx.post(f"{gw.url}/v1/chat/completions",
-                          json={"messages": [{"role": "user", "content": "Integrate x^3 dx"}]})
+        chat = httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "Integrate x^3 dx"}]},
+        )
         assert chat.headers["x-coe-expert"] == "math-expert"
 
 
@@ -68,8 +107,22 @@ def test_experts_through_the_admin_api(
     config = write_config(tmp_path, [expert("generalist", sims["general"], ["*"])])
     with run_gateway(config, embedder) as gw:
         monkeypatch.setenv("COE_ADMIN_KEY", ADMIN_KEY)
-        added = runner.invoke(app, ["experts", "add", "coder", "--kind", "vllm", "--endpoint",
-                                    sims["code"].url, "--category", "code", "--url", gw.url])
+        added = runner.invoke(
+            app,
+            [
+                "experts",
+                "add",
+                "coder",
+                "--kind",
+                "vllm",
+                "--endpoint",
+                sims["code"].url,
+                "--category",
+                "code",
+                "--url",
+                gw.url,
+            ],
+        )
         assert added.exit_code == 0, added.output
         listed = runner.invoke(app, ["experts", "list", "--url", gw.url])
         assert "coder" in listed.output and "generalist" in listed.output

@@ -28,9 +28,15 @@ def default_gateway(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
 
 
 def test_default_answers_with_generated_text(default_gateway: str) -> None:
-    response = httpx.post(f"{default_gateway}/v1/chat/completions", timeout=300, json={
-        "messages": [{"role": "user", "content": "What is the capital of France?"}],
-        "max_tokens": 24, "temperature": 0})
+    response = httpx.post(
+        f"{default_gateway}/v1/chat/completions",
+        timeout=300,
+        json={
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 24,
+            "temperature": 0,
+        },
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     text = body["choices"][0]["message"]["content"]
@@ -41,13 +47,20 @@ def test_default_answers_with_generated_text(default_gateway: str) -> None:
 
 
 def test_default_routes_math_to_the_tutor_and_streams(default_gateway: str) -> None:
-    route = httpx.post(f"{default_gateway}/v1/route",
-                       json={"query": "Solve for x: 4x - 8 = 12"}).json()
+    route = httpx.post(
+        f"{default_gateway}/v1/route", json={"query": "Solve for x: 4x - 8 = 12"}
+    ).json()
     assert route["category"] == "math" and route["selected"] == ["smollm2-tutor"]
-    with httpx.stream("POST", f"{default_gateway}/v1/chat/completions", timeout=300, json={
-        "messages": [{"role": "user", "content": "Solve for x: 4x - 8 = 12"}],
-        "max_tokens": 16, "stream": True,
-    }) as response:
+    with httpx.stream(
+        "POST",
+        f"{default_gateway}/v1/chat/completions",
+        timeout=300,
+        json={
+            "messages": [{"role": "user", "content": "Solve for x: 4x - 8 = 12"}],
+            "max_tokens": 16,
+            "stream": True,
+        },
+    ) as response:
         assert response.headers["x-coe-expert"] == "smollm2-tutor"
         events = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]"

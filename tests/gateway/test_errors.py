@@ -27,8 +27,11 @@ def _error(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def test_malformed_json_is_400(gateway: Gateway) -> None:
-    response = httpx.post(f"{gateway.url}{CHAT}", content=b'{"messages": [',
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{gateway.url}{CHAT}",
+        content=b'{"messages": [',
+        headers={"content-type": "application/json"},
+    )
     assert _error(response, 400)["code"] == "invalid_json"
 
 
@@ -100,8 +103,14 @@ def test_unreachable_upstream_fails_over_to_next_best(
     tmp_path: Path, embedder: Embedder, sims: dict[str, Sim]
 ) -> None:
     experts = [
-        {"name": "dead-math", "kind": "openai", "model": "m", "endpoint": "http://127.0.0.1:9/v1",
-         "categories": ["math"], "connect_timeout_s": 1},
+        {
+            "name": "dead-math",
+            "kind": "openai",
+            "model": "m",
+            "endpoint": "http://127.0.0.1:9/v1",
+            "categories": ["math"],
+            "connect_timeout_s": 1,
+        },
         expert("generalist", sims["general"], ["*"]),
     ]
     with _gateway(tmp_path, embedder, experts) as gw:
@@ -115,18 +124,28 @@ def test_unreachable_upstream_fails_over_to_next_best(
 
 
 def test_all_candidates_unreachable_is_503(tmp_path: Path, embedder: Embedder) -> None:
-    dead = {"kind": "openai", "model": "m", "endpoint": "http://127.0.0.1:9/v1",
-            "connect_timeout_s": 1}
-    experts = [{"name": "dead-a", "categories": ["math"], **dead},
-               {"name": "dead-b", "categories": ["*"], **dead}]
+    dead = {
+        "kind": "openai",
+        "model": "m",
+        "endpoint": "http://127.0.0.1:9/v1",
+        "connect_timeout_s": 1,
+    }
+    experts = [
+        {"name": "dead-a", "categories": ["math"], **dead},
+        {"name": "dead-b", "categories": ["*"], **dead},
+    ]
     with _gateway(tmp_path, embedder, experts) as gw:
         error = _error(httpx.post(f"{gw.url}{CHAT}", json={"messages": MESSAGES}), 503)
         assert error["code"] == "expert_unavailable"
 
 
 def test_error_after_first_byte_goes_into_the_stream(tmp_path: Path, embedder: Embedder) -> None:
-    with simulator(failure_rate=1.0, fail_mode="error_event_mid_stream", fail_after_tokens=2,
-                   completion_tokens=10) as flaky:
+    with simulator(
+        failure_rate=1.0,
+        fail_mode="error_event_mid_stream",
+        fail_after_tokens=2,
+        completion_tokens=10,
+    ) as flaky:
         with _gateway(tmp_path, embedder, [expert("flaky", flaky, ["*"])]) as gw:
             response = httpx.post(f"{gw.url}{CHAT}", json={"messages": MESSAGES, "stream": True})
             assert response.status_code == 200  # headers were sent before the failure
@@ -139,11 +158,16 @@ def test_error_after_first_byte_goes_into_the_stream(tmp_path: Path, embedder: E
 
 
 def test_openai_client_raises_on_in_stream_error(tmp_path: Path, embedder: Embedder) -> None:
-    with simulator(failure_rate=1.0, fail_mode="disconnect_mid_stream", fail_after_tokens=1,
-                   completion_tokens=10) as flaky:
+    with simulator(
+        failure_rate=1.0,
+        fail_mode="disconnect_mid_stream",
+        fail_after_tokens=1,
+        completion_tokens=10,
+    ) as flaky:
         with _gateway(tmp_path, embedder, [expert("flaky", flaky, ["*"])]) as gw:
-            stream = gw.client().chat.completions.create(model="auto", messages=MESSAGES,
-                                                         stream=True)
+            stream = gw.client().chat.completions.create(
+                model="auto", messages=MESSAGES, stream=True
+            )
             with pytest.raises(openai.APIError):
                 list(stream)
 

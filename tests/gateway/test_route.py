@@ -31,11 +31,16 @@ def test_route_classifies_and_maps(
 
 
 def test_route_accepts_chat_messages(gateway: Gateway) -> None:
-    body = httpx.post(f"{gateway.url}/v1/route", json={"messages": [
-        {"role": "user", "content": "Write a poem."},
-        {"role": "assistant", "content": "Roses are red..."},
-        {"role": "user", "content": "Now compute 3 to the power of 5."},
-    ]}).json()
+    body = httpx.post(
+        f"{gateway.url}/v1/route",
+        json={
+            "messages": [
+                {"role": "user", "content": "Write a poem."},
+                {"role": "assistant", "content": "Roses are red..."},
+                {"role": "user", "content": "Now compute 3 to the power of 5."},
+            ]
+        },
+    ).json()
     assert body["category"] == "math"  # the last user message decides
 
 
