@@ -35,6 +35,9 @@ CATEGORIES: dict[str, list[str]] = {
         "Compute 17 times 23.",
         "Is 97 a prime number?",
         "Find the derivative of cos(x).",
+        "What is the probability of drawing two aces from a deck?",
+        "Simplify the fraction 42/56.",
+        "How many ways can 4 books be arranged on a shelf?",
     ],
     "code": [
         "Write a Python function that sorts a list.",
@@ -42,6 +45,9 @@ CATEGORIES: dict[str, list[str]] = {
         "How do I open a file in Rust?",
         "Explain this SQL join query.",
         "Implement quicksort in C.",
+        "How do I split a string by commas in Java?",
+        "Why does my Python script raise a KeyError?",
+        "Write a bash loop over all files in a directory.",
     ],
     "writing": [
         "Write a poem about the sea.",
@@ -49,6 +55,9 @@ CATEGORIES: dict[str, list[str]] = {
         "Write a short story about a dragon.",
         "Give me a slogan for my bakery.",
         "Compose a birthday message for my aunt.",
+        "Write a limerick about a lazy cat.",
+        "Rewrite this paragraph in a friendlier tone.",
+        "Write the opening line of a fantasy novel.",
     ],
 }
 
@@ -105,7 +114,7 @@ def standard_experts(sims: dict[str, Sim]) -> list[dict[str, Any]]:
 
 
 def write_config(tmp_path: Path, experts: list[dict[str, Any]], **sections: Any) -> Path:
-    router = {"categories": CATEGORIES, "fallback": "generalist", "min_similarity": 0.15}
+    router = {"categories": CATEGORIES, "fallback": "generalist", "min_similarity": 0.2}
     router.update(sections.pop("router", {}))
     data: dict[str, Any] = {
         "registry": {"url": "memory://"},
