@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 import httpx
@@ -37,6 +37,9 @@ from registry.factory import redact_url, registry_from_url
 from registry.spec import ExpertSpec
 from routers.base import ExpertTable, Router
 from routers.factory import build_router
+
+if TYPE_CHECKING:
+    from experts.local import LocalModelStore
 
 __all__ = ["create_app"]
 
@@ -75,7 +78,7 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
             keepalive_expiry=settings.upstream.keepalive_expiry_s,
         )
         async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as http:
-            local_models = _local_model_store()
+            local_models = _local_model_store(settings)
 
             def build(spec: ExpertSpec) -> Expert:
                 return build_expert(spec, http=http, local_models=local_models)
@@ -101,8 +104,7 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
             finally:
                 state.ready = False
                 await pool.aclose()
-                if local_models is not None:
-                    local_models.close()
+                local_models.close()
     finally:
         await registry.aclose()
 
@@ -123,13 +125,11 @@ async def _warm_up(router: Router, table: ExpertTable) -> None:
     await anyio.to_thread.run_sync(router.route, "warm-up query", table)
 
 
-def _local_model_store() -> Any:
-    try:
-        from experts.local import LocalModelStore
-    except ImportError as exc:  # transformers/torch missing: local experts unavailable
-        log.warning("local experts unavailable: %s", exc)
-        return None
-    return LocalModelStore()
+def _local_model_store(settings: Settings) -> LocalModelStore:
+    from experts.local import LocalModelStore  # torch: imported when the app starts, not before
+
+    local = settings.local
+    return LocalModelStore(dtype=local.dtype, torch_threads=local.threads())
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -1,9 +1,21 @@
-"""Suite-wide settings: everything offline, no hub downloads."""
+"""Suite-wide settings (everything offline, no hub downloads) and shared fixtures."""
 
 from __future__ import annotations
 
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from routers.config import EmbedderConfig
+from routers.embedder import Embedder
+from routers.factory import build_embedder
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real all-MiniLM-L6-v2 embedder, loaded once per test session."""
+    return build_embedder(EmbedderConfig())

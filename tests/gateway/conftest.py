@@ -21,9 +21,8 @@ from fastapi import FastAPI
 from experts.simulator import SimulatorConfig, SimulatorStats, create_simulator_app
 from gateway.app import create_app
 from gateway.settings import Settings, load_settings
-from routers.config import EmbedderConfig
 from routers.embedder import Embedder
-from routers.factory import build_embedder, build_router
+from routers.factory import build_router
 from tests.servers import serve_in_thread
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -68,11 +67,6 @@ class Sim:
 
     url: str
     stats: SimulatorStats
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return build_embedder(EmbedderConfig())
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.gateway.conftest import Gateway, Sim
 
@@ -61,7 +62,8 @@ def test_model_omitted_means_auto(gateway: Gateway) -> None:
 @pytest.mark.parametrize("stream", [False, True])
 def test_pinned_model_skips_routing(gateway: Gateway, sims: dict[str, Sim], stream: bool) -> None:
     client = gateway.client()
-    messages = [{"role": "user", "content": "Solve 2 + 2."}]  # a math query, pinned elsewhere
+    # a math query, pinned elsewhere
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Solve 2 + 2."}]
     if stream:
         chunks = list(
             client.chat.completions.create(model="code-expert", messages=messages, stream=True)

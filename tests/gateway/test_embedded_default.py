@@ -1,4 +1,4 @@
-"""The embedded default, as `coe serve` starts it with no config: real text from a real local model."""
+"""The embedded default as `coe serve` starts it without config: real text from a local model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bad input and failures: OpenAI-shaped errors with the right status; failover; in-stream errors."""
+"""Bad input and failures: OpenAI-shaped errors, the right status, failover, in-stream errors."""
 
 from __future__ import annotations
 
@@ -140,48 +140,52 @@ def test_all_candidates_unreachable_is_503(tmp_path: Path, embedder: Embedder) -
 
 
 def test_error_after_first_byte_goes_into_the_stream(tmp_path: Path, embedder: Embedder) -> None:
-    with simulator(
-        failure_rate=1.0,
-        fail_mode="error_event_mid_stream",
-        fail_after_tokens=2,
-        completion_tokens=10,
-    ) as flaky:
-        with _gateway(tmp_path, embedder, [expert("flaky", flaky, ["*"])]) as gw:
-            response = httpx.post(f"{gw.url}{CHAT}", json={"messages": MESSAGES, "stream": True})
-            assert response.status_code == 200  # headers were sent before the failure
-            events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
-            assert events[-1] == "[DONE]"
-            error = json.loads(events[-2])["error"]
-            assert error["type"] == "upstream_error"
-            contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-2]]
-            assert any(contents)  # the first tokens did arrive
+    with (
+        simulator(
+            failure_rate=1.0,
+            fail_mode="error_event_mid_stream",
+            fail_after_tokens=2,
+            completion_tokens=10,
+        ) as flaky,
+        _gateway(tmp_path, embedder, [expert("flaky", flaky, ["*"])]) as gw,
+    ):
+        response = httpx.post(f"{gw.url}{CHAT}", json={"messages": MESSAGES, "stream": True})
+        assert response.status_code == 200  # headers were sent before the failure
+        events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        error = json.loads(events[-2])["error"]
+        assert error["type"] == "upstream_error"
+        contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-2]]
+        assert any(contents)  # the first tokens did arrive
 
 
 def test_openai_client_raises_on_in_stream_error(tmp_path: Path, embedder: Embedder) -> None:
-    with simulator(
-        failure_rate=1.0,
-        fail_mode="disconnect_mid_stream",
-        fail_after_tokens=1,
-        completion_tokens=10,
-    ) as flaky:
-        with _gateway(tmp_path, embedder, [expert("flaky", flaky, ["*"])]) as gw:
-            stream = gw.client().chat.completions.create(
-                model="auto", messages=MESSAGES, stream=True
-            )
-            with pytest.raises(openai.APIError):
-                list(stream)
+    with (
+        simulator(
+            failure_rate=1.0,
+            fail_mode="disconnect_mid_stream",
+            fail_after_tokens=1,
+            completion_tokens=10,
+        ) as flaky,
+        _gateway(tmp_path, embedder, [expert("flaky", flaky, ["*"])]) as gw,
+    ):
+        stream = gw.client().chat.completions.create(model="auto", messages=MESSAGES, stream=True)
+        with pytest.raises(openai.APIError):
+            list(stream)
 
 
 def test_client_disconnect_cancels_upstream(tmp_path: Path, embedder: Embedder) -> None:
-    with simulator(completion_tokens=200, inter_token_s=0.05) as slow:
-        with _gateway(tmp_path, embedder, [expert("slow", slow, ["*"])]) as gw:
-            body = {"messages": MESSAGES, "stream": True}
-            with httpx.stream("POST", f"{gw.url}{CHAT}", json=body) as response:
-                for line in response.iter_lines():
-                    if '"content":"' in line and '"content":""' not in line:
-                        break  # got a real token: hang up
-            deadline = time.monotonic() + 10
-            while slow.stats.streams_cancelled == 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert slow.stats.streams_cancelled == 1
-            assert slow.stats.streams_completed == 0
+    with (
+        simulator(completion_tokens=200, inter_token_s=0.05) as slow,
+        _gateway(tmp_path, embedder, [expert("slow", slow, ["*"])]) as gw,
+    ):
+        body = {"messages": MESSAGES, "stream": True}
+        with httpx.stream("POST", f"{gw.url}{CHAT}", json=body) as response:
+            for line in response.iter_lines():
+                if '"content":"' in line and '"content":""' not in line:
+                    break  # got a real token: hang up
+        deadline = time.monotonic() + 10
+        while slow.stats.streams_cancelled == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow.stats.streams_cancelled == 1
+        assert slow.stats.streams_completed == 0

@@ -1,0 +1,587 @@
+"""`LocalExpert`: a transformers causal LM running in this process, on CPU.
+
+Lifecycle::
+
+    store = LocalModelStore()                   # one per process (the app lifespan owns it)
+    expert = LocalExpert(spec, store=store)     # cheap; spec.model: None/"smollm2" or a dir
+    await expert.start()                        # loads the model off the event loop, once
+    async for delta in expert.stream(request):  # or: await expert.chat(request)
+        ...
+    await expert.aclose()                       # cancels this expert's generations; the
+    store.close()                               # store keeps models until it is closed
+
+Threading: loading and generation run in worker threads, never on the event loop. A loaded model
+generates one request at a time (its `generate_lock`; CPU-bound, so more would only share the
+cores); each generation thread waits for that lock, runs `model.generate()` with a streamer that
+hands text to the event loop, and checks a cancel flag between tokens (a `StoppingCriteria`).
+Closing a stream early, a timeout, a stop string or `aclose()` set that flag: the thread ends
+within one token and frees the model. Stop strings are cut from the output, even when streaming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextStreamer,
+)
+
+from experts.base import (
+    ChatDelta,
+    ChatRequest,
+    ChatResult,
+    ExpertHealth,
+    Usage,
+    with_system_prompt,
+)
+from experts.errors import (
+    ExpertCancelled,
+    ExpertError,
+    ExpertTimeout,
+    ExpertUnavailable,
+    UpstreamError,
+    UpstreamRejected,
+)
+from experts.weights import prepare_smollm2
+from registry.spec import ExpertSpec
+
+__all__ = [
+    "DEFAULT_SOURCE",
+    "GenerationParams",
+    "LoadedModel",
+    "LocalExpert",
+    "LocalModelStore",
+    "StopTrimmer",
+]
+
+DEFAULT_SOURCE = "smollm2"
+"""The source used when `spec.model` is None: SmolLM2-135M-Instruct via `prepare_smollm2()`."""
+
+_LOCK_POLL_S = 0.1
+_JOIN_TIMEOUT_S = 30.0
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model and tokenizer loaded from one source, shared by every expert using that source."""
+
+    source: str
+    path: Path
+    model: Any
+    tokenizer: Any
+    generate_lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0
+
+    @property
+    def busy(self) -> bool:
+        """True while a generation runs."""
+        return self.generate_lock.locked()
+
+    @property
+    def max_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048))
+
+    @property
+    def eos_ids(self) -> frozenset[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return frozenset([eos] if isinstance(eos, int) else (eos or []))
+
+
+class LocalModelStore:
+    """Loads transformers models by source, once per source per store; thread-safe.
+
+    `torch_threads`, when set, is passed to `torch.set_num_threads` here: it is process-wide.
+    (On a busy 2-core machine 1 thread generated 3-8x faster than 2.)
+    """
+
+    def __init__(self, *, dtype: str = "float32", torch_threads: int | None = None) -> None:
+        self._dtype = dtype
+        self._torch_threads = torch_threads
+        self._models: dict[str, LoadedModel] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._closed = False
+        if torch_threads:  # here, not in a worker thread: OpenMP aborts at exit otherwise
+            torch.set_num_threads(torch_threads)
+
+    async def get(self, source: str) -> LoadedModel:
+        """The model for `source` ("smollm2" or a directory), loading it in a worker thread.
+
+        Raises ExpertUnavailable when it cannot be loaded or the store is closed.
+        """
+        key = _source_key(source)
+        loaded = self.peek(key)
+        if loaded is not None:
+            return loaded
+        return await asyncio.to_thread(self._get_sync, key)
+
+    def peek(self, source: str) -> LoadedModel | None:
+        """The model for `source` if it is loaded; never loads."""
+        with self._guard:
+            return self._models.get(_source_key(source))
+
+    def close(self) -> None:
+        """Forget every model (running generations keep theirs until they end)."""
+        with self._guard:
+            self._closed = True
+            self._models.clear()
+
+    def _get_sync(self, key: str) -> LoadedModel:
+        with self._guard:
+            if self._closed:
+                raise ExpertUnavailable("the local model store is closed")
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._guard:
+                if key in self._models:
+                    return self._models[key]
+            loaded = self._load(key)
+            with self._guard:
+                if self._closed:
+                    raise ExpertUnavailable("the local model store is closed")
+                self._models[key] = loaded
+            return loaded
+
+    def _load(self, key: str) -> LoadedModel:
+        try:
+            path = prepare_smollm2() if key == DEFAULT_SOURCE else Path(key)
+            if not path.is_dir():
+                raise FileNotFoundError(f"{path} is not a directory")
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=getattr(torch, self._dtype)
+            )
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:
+            raise ExpertUnavailable(f"cannot load local model {key!r}: {exc}") from exc
+        model.train(False)  # inference mode for dropout & co (`eval()` is untyped)
+        return LoadedModel(source=key, path=path, model=model, tokenizer=tokenizer)
+
+
+def _source_key(source: str) -> str:
+    if source == DEFAULT_SOURCE:
+        return source
+    return str(Path(source).expanduser().resolve())
+
+
+class LocalExpert:
+    """An expert answered by an in-process model from a `LocalModelStore`.
+
+    `spec.options` may set generation defaults: `max_tokens` (256), `temperature`, `top_p`.
+    A request `seed` seeds torch's global generator under the model's lock.
+    """
+
+    def __init__(self, spec: ExpertSpec, *, store: LocalModelStore) -> None:
+        self._spec = spec
+        self._store = store
+        self._source = spec.model or DEFAULT_SOURCE
+        self._jobs: set[_Job] = set()
+        self._closed = False
+
+    @property
+    def spec(self) -> ExpertSpec:
+        return self._spec
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    async def start(self) -> None:
+        """Load the model (idempotent)."""
+        await self._loaded()
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        parts: list[str] = []
+        last = ChatDelta()
+        try:
+            async for delta in self.stream(request):
+                parts.append(delta.content)
+                last = delta
+        except ExpertError as exc:
+            exc.before_first_byte = True  # the caller has received nothing yet
+            raise
+        return ChatResult(
+            content="".join(parts),
+            model=self._source,
+            finish_reason=last.finish_reason,
+            usage=last.usage,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatDelta, None]:
+        params, messages = self._prepare(request)
+        loaded = await self._loaded()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._spec.timeout_s
+        job = _Job(loop, loaded, messages, params)
+        self._jobs.add(job)
+        trimmer = StopTrimmer(params.stop)
+        sent = False
+        try:
+            job.start()
+            while (text := await self._next(job, deadline, sent)) is not None:
+                out, stopped = trimmer.feed(text)
+                if out:
+                    sent = True
+                    yield ChatDelta(content=out)
+                if stopped:
+                    job.stopped_by_string = True
+                    job.cancel.set()
+                    break
+            await self._drain(job, deadline, sent)
+            yield self._final(job, "" if job.stopped_by_string else trimmer.flush())
+        finally:
+            job.cancel.set()
+            self._jobs.discard(job)
+            await job.wait_done(_JOIN_TIMEOUT_S)
+
+    async def health(self) -> ExpertHealth:
+        loaded = self._store.peek(self._source)
+        if loaded is None:
+            return ExpertHealth(healthy=False, detail="not loaded", models=(self._source,))
+        return ExpertHealth(
+            healthy=not self._closed,
+            detail="loaded",
+            models=(self._source,),
+            running_requests=1.0 if loaded.busy else 0.0,
+            waiting_requests=float(loaded.waiting),
+        )
+
+    async def aclose(self) -> None:
+        """Cancel this expert's generations (they raise ExpertCancelled)."""
+        self._closed = True
+        for job in list(self._jobs):
+            job.closed_by_expert = True
+            job.cancel.set()
+
+    async def _loaded(self) -> LoadedModel:
+        if self._closed:
+            raise ExpertCancelled(f"expert {self.name!r} is closed", expert=self.name)
+        try:
+            return await self._store.get(self._source)
+        except ExpertError as exc:
+            raise ExpertUnavailable(exc.message, expert=self.name) from exc
+
+    def _prepare(self, request: ChatRequest) -> tuple[GenerationParams, list[dict[str, str]]]:
+        try:
+            params = GenerationParams.from_request(request.params, self._spec.options)
+            messages = with_system_prompt(request.messages, self._spec.system_prompt)
+            return params, _plain_messages(messages)
+        except ValueError as exc:
+            raise UpstreamRejected(str(exc), expert=self.name, status=400) from exc
+
+    async def _next(self, job: _Job, deadline: float, sent: bool) -> str | None:
+        """The next piece of text, or None at the end; raises on timeout or cancel."""
+        remaining = deadline - job.loop.time()
+        try:
+            item = await asyncio.wait_for(job.queue.get(), timeout=max(remaining, 0.0))
+        except TimeoutError as exc:
+            raise ExpertTimeout(
+                f"expert {self.name!r} timed out after {self._spec.timeout_s}s",
+                expert=self.name,
+                before_first_byte=not sent,
+            ) from exc
+        if item is None and job.closed_by_expert:
+            raise ExpertCancelled(
+                f"expert {self.name!r} was closed", expert=self.name, before_first_byte=not sent
+            )
+        return item
+
+    async def _drain(self, job: _Job, deadline: float, sent: bool) -> None:
+        """Wait for the generation thread to end (after a stop string), then check its error."""
+        while not job.finished:
+            await self._next(job, deadline, sent)
+        if job.error is None:
+            return
+        if job.error_is_request:
+            raise UpstreamRejected(
+                f"expert {self.name!r}: {job.error}",
+                expert=self.name,
+                status=400,
+                before_first_byte=not sent,
+            ) from job.error
+        raise UpstreamError(
+            f"expert {self.name!r} failed: {type(job.error).__name__}: {job.error}",
+            expert=self.name,
+            before_first_byte=not sent,
+        ) from job.error
+
+    def _final(self, job: _Job, tail: str) -> ChatDelta:
+        cut_short = job.completion_tokens >= job.max_new_tokens
+        reason = "length" if cut_short and not (job.hit_eos or job.stopped_by_string) else "stop"
+        usage = Usage(prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens)
+        return ChatDelta(content=tail, finish_reason=reason, usage=usage)
+
+
+class _CancelFlag(StoppingCriteria):
+    """Stops `generate()` at the next token once the event is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self._event.is_set(), dtype=torch.bool)
+
+
+class _LoopStreamer(TextStreamer):
+    """transformers' text streamer (word-wise decoding) that posts text to a callback."""
+
+    def __init__(self, tokenizer: Any, post: Callable[[str], None]) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self._post = post
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if text:
+            self._post(text)
+
+
+class _Job:
+    """One generation: its worker thread and what the thread reports back to the event loop.
+
+    The thread posts text pieces to `queue`, then None when it ends (whatever the outcome).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        loaded: LoadedModel,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+    ) -> None:
+        self.loop = loop
+        self.loaded = loaded
+        self.messages = messages
+        self.params = params
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.cancel = threading.Event()
+        self.done = asyncio.Event()
+        self.thread = threading.Thread(target=self._run, name="coe-local-generate", daemon=True)
+        self.finished = False
+        self.stopped_by_string = False
+        self.closed_by_expert = False
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.max_new_tokens = params.max_tokens
+        self.hit_eos = False
+        self.error: BaseException | None = None
+        self.error_is_request = False
+
+    def start(self) -> None:
+        self.thread.start()
+
+    async def wait_done(self, timeout: float) -> None:
+        if not self.thread.is_alive():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.done.wait()), timeout)
+        if self.done.is_set():
+            self.thread.join()  # setting `done` is the thread's last act: this returns at once
+
+    def _post(self, item: str | None) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def _finish(self) -> None:
+        def mark() -> None:
+            self.finished = True
+            self.done.set()
+            self.queue.put_nowait(None)
+
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(mark)
+
+    def _run(self) -> None:
+        loaded = self.loaded
+        with _WAITING_GUARD:
+            loaded.waiting += 1
+        try:
+            acquired = self._acquire()
+        finally:
+            with _WAITING_GUARD:
+                loaded.waiting -= 1
+        try:
+            if acquired:
+                self._generate()
+        except Exception as exc:
+            self.error = exc
+        finally:
+            if acquired:
+                loaded.generate_lock.release()
+            self._finish()
+
+    def _acquire(self) -> bool:
+        """Wait for the model, giving up when cancelled."""
+        while not self.loaded.generate_lock.acquire(timeout=_LOCK_POLL_S):
+            if self.cancel.is_set():
+                return False
+        if self.cancel.is_set():
+            self.loaded.generate_lock.release()
+            return False
+        return True
+
+    def _encode(self) -> dict[str, torch.Tensor]:
+        tokenizer = self.loaded.tokenizer
+        try:
+            text = tokenizer.apply_chat_template(
+                self.messages, add_generation_prompt=True, tokenize=False
+            )
+            inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        except Exception:
+            self.error_is_request = True
+            raise
+        self.prompt_tokens = int(inputs["input_ids"].shape[1])
+        room = self.loaded.max_length - self.prompt_tokens
+        if room <= 0:
+            self.error_is_request = True
+            raise ValueError(
+                f"prompt has {self.prompt_tokens} tokens; the model takes {self.loaded.max_length}"
+            )
+        self.max_new_tokens = min(self.params.max_tokens, room)
+        return dict(inputs)
+
+    def _generate(self) -> None:
+        inputs = self._encode()
+        loaded = self.loaded
+        kwargs = self.params.generate_kwargs()
+        pad = loaded.tokenizer.pad_token_id
+        if self.params.seed is not None:
+            torch.manual_seed(self.params.seed)
+        with torch.inference_mode():
+            output = loaded.model.generate(
+                **inputs,
+                **kwargs,
+                max_new_tokens=self.max_new_tokens,
+                pad_token_id=pad if pad is not None else min(loaded.eos_ids, default=0),
+                streamer=_LoopStreamer(loaded.tokenizer, self._post),
+                stopping_criteria=StoppingCriteriaList([_CancelFlag(self.cancel)]),
+            )
+        new_tokens = output[0, self.prompt_tokens :].tolist()
+        self.completion_tokens = len(new_tokens)
+        self.hit_eos = bool(new_tokens) and new_tokens[-1] in loaded.eos_ids
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """The OpenAI sampling fields a local model honours, validated."""
+
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @classmethod
+    def from_request(
+        cls, params: Mapping[str, Any], defaults: Mapping[str, Any]
+    ) -> GenerationParams:
+        """Request fields over `defaults` (spec.options); raises ValueError when invalid."""
+
+        def pick(*names: str) -> Any:
+            for name in names:
+                if params.get(name) is not None:
+                    return params[name]
+            return defaults.get(names[0])
+
+        max_tokens = pick("max_tokens", "max_completion_tokens")
+        max_tokens = _DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive integer, not {max_tokens!r}")
+        temperature = _number(pick("temperature"), "temperature", low=0.0, high=2.0)
+        top_p = _number(pick("top_p"), "top_p", low=0.0, high=1.0)
+        if top_p == 0.0:
+            raise ValueError("top_p must be greater than 0")
+        seed = pick("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer, not {seed!r}")
+        return cls(max_tokens, temperature, top_p, _stop_strings(pick("stop")), seed)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Sampling arguments for `generate()`: greedy unless a temperature above 0 is set."""
+        if not self.temperature:
+            return {"do_sample": False}
+        kwargs: dict[str, Any] = {"do_sample": True, "temperature": self.temperature, "top_k": 0}
+        if self.top_p is not None:
+            kwargs["top_p"] = self.top_p
+        return kwargs
+
+
+class StopTrimmer:
+    """Cuts streamed text at the first stop string, holding back just enough text to see a
+    stop string split across pieces."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._stops = stops
+        self._hold = max((len(s) for s in stops), default=1) - 1
+        self._buffer = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """(text safe to emit now, whether a stop string was found)."""
+        self._buffer += text
+        hits = [i for i in (self._buffer.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            out, self._buffer = self._buffer[: min(hits)], ""
+            return out, True
+        cut = max(len(self._buffer) - self._hold, 0)
+        out, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        """What was held back, once the text has ended without a stop string."""
+        out, self._buffer = self._buffer, ""
+        return out
+
+
+_DEFAULT_MAX_TOKENS = 256
+_WAITING_GUARD = threading.Lock()
+
+
+def _number(value: Any, name: str, *, low: float, high: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low}, {high}], not {value!r}")
+    return float(value)
+
+
+def _stop_strings(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+        raise ValueError("stop must be a string or a list of strings")
+    return tuple(s for s in items if s)
+
+
+def _plain_messages(messages: tuple[Mapping[str, Any], ...]) -> list[dict[str, str]]:
+    """OpenAI messages as {role, content} with text content (text parts joined)."""
+    plain: list[dict[str, str]] = []
+    for message in messages:
+        role = message.get("role")
+        content = message.get("content")
+        if not isinstance(role, str):
+            raise ValueError("every message needs a string 'role'")
+        if isinstance(content, list):
+            content = "".join(
+                str(part.get("text", ""))
+                for part in content
+                if isinstance(part, Mapping) and part.get("type") == "text"
+            )
+        elif content is None:
+            content = ""
+        elif not isinstance(content, str):
+            raise ValueError(f"unsupported message content: {type(content).__name__}")
+        plain.append({"role": role, "content": content})
+    if not plain:
+        raise ValueError("messages must not be empty")
+    return plain
