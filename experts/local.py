@@ -100,6 +100,12 @@ class LoadedModel:
         return frozenset([eos] if isinstance(eos, int) else (eos or []))
 
 
+_LOAD_LOCK = threading.Lock()
+"""Serialises `from_pretrained` across the process: transformers patches torch's weight-init
+functions process-wide while it loads, so two loads at once (two sources, or a load beside a
+sentence-transformers load) can leave one model with randomly initialised weights."""
+
+
 class LocalModelStore:
     """Loads transformers models by source, once per source per store; thread-safe.
 
@@ -148,7 +154,8 @@ class LocalModelStore:
             with self._guard:
                 if key in self._models:
                     return self._models[key]
-            loaded = self._load(key)
+            with _LOAD_LOCK:
+                loaded = self._load(key)
             with self._guard:
                 if self._closed:
                     raise ExpertUnavailable("the local model store is closed")

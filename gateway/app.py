@@ -96,6 +96,9 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
                 settings, registry, the_router, pool, service, metrics, http, started_at=time.time()
             )
             try:
+                # The embedder loads before any expert starts: transformers model loading is not
+                # safe to run beside another load in the same process (see experts/local.py).
+                await _warm_up(the_router, ExpertTable(revision=-1, experts=()))
                 table = await pool.sync()
                 await _warm_up(the_router, table)
                 state.ready = True

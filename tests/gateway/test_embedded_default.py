@@ -5,36 +5,36 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from gateway.app import create_app
 from gateway.settings import load_settings
-from routers.embedder import Embedder
-from routers.factory import build_router
 from tests.servers import serve_in_thread
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def default_gateway(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[str]:
+def default_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Built exactly as `coe serve` builds it: the app loads its own embedder and local model
+    at start-up (a shared, preloaded embedder once hid a start-up race that corrupted weights)."""
     db = Path(tmp_path_factory.mktemp("default")) / "registry.db"
-    settings = load_settings(registry={"url": f"sqlite:///{db}"})
-    app = create_app(settings, router=build_router(settings.router, embedder))
+    app = create_app(load_settings(registry={"url": f"sqlite:///{db}"}))
     with serve_in_thread(app, startup_timeout_s=300) as url:
         yield url
 
 
-def test_default_answers_with_generated_text(default_gateway: str) -> None:
+@pytest.mark.parametrize("params", [{"max_tokens": 24, "temperature": 0}, {}])
+def test_default_answers_with_generated_text(default_gateway: str, params: dict[str, Any]) -> None:
     response = httpx.post(
         f"{default_gateway}/v1/chat/completions",
         timeout=300,
         json={
             "messages": [{"role": "user", "content": "What is the capital of France?"}],
-            "max_tokens": 24,
-            "temperature": 0,
+            **params,
         },
     )
     assert response.status_code == 200, response.text
