@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from routers.base import Router
+from routers.batching import BatchingEmbedder
 from routers.categories import ExemplarRouter
 from routers.centroid import CentroidRouter
 from routers.config import EmbedderBackend, EmbedderConfig, RouterConfig, RouterKind
@@ -18,7 +19,8 @@ _ROUTERS: dict[RouterKind, type[ExemplarRouter]] = {
 
 
 def build_embedder(config: EmbedderConfig) -> Embedder:
-    """The configured embedder, behind an LRU cache unless `cache_size` is 0.
+    """The configured embedder: concurrent calls batched, behind an LRU cache (unless
+    `cache_size` is 0).
 
     Resolves the model files now (`FileNotFoundError` if absent); the weights load lazily.
     """
@@ -27,7 +29,8 @@ def build_embedder(config: EmbedderConfig) -> Embedder:
         inner = OnnxEmbedder(config.model, onnx_file=config.onnx_file, batch_size=config.batch_size)
     else:
         inner = SentenceTransformerEmbedder(config.model, batch_size=config.batch_size)
-    return CachedEmbedder(inner, config.cache_size) if config.cache_size else inner
+    batched = BatchingEmbedder(inner, max_batch=config.batch_size)
+    return CachedEmbedder(batched, config.cache_size) if config.cache_size else batched
 
 
 def build_router(config: RouterConfig, embedder: Embedder | None = None) -> Router:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -35,6 +36,7 @@ import httpx
 import yaml
 
 HERE = Path(__file__).resolve().parent
+RUNS = itertools.count()
 QUERIES = [
     "Solve for x: 3x + 4 = 19.",
     "Write a Python function that merges two sorted lists.",
@@ -74,6 +76,7 @@ def process(args: list[str], ready_url: str) -> Iterator[None]:
 
 
 async def load(url: str, model: str, n: int, concurrency: int, stream: bool) -> dict[str, float]:
+    run = next(RUNS)
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -86,11 +89,13 @@ async def load(url: str, model: str, n: int, concurrency: int, stream: bool) -> 
             nonlocal errors
             while not queue.empty():
                 i = queue.get_nowait()
+                # unique text, so the router's embedding cache cannot turn this into a cache test
+                query = f"{QUERIES[i % len(QUERIES)]} (run {run}, request {i})"
                 body = {
                     "model": model,
                     "stream": stream,
                     "max_tokens": 16,
-                    "messages": [{"role": "user", "content": QUERIES[i % len(QUERIES)]}],
+                    "messages": [{"role": "user", "content": query}],
                 }
                 started = time.perf_counter()
                 response = await client.post("/v1/chat/completions", json=body)

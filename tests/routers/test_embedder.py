@@ -9,6 +9,7 @@ import numpy as np
 import pydantic
 import pytest
 
+from routers.batching import BatchingEmbedder
 from routers.config import EmbedderConfig, RouterConfig
 from routers.embedder import (
     CachedEmbedder,
@@ -110,9 +111,16 @@ def test_cache_returns_copies(fake_embedder: FakeEmbedder) -> None:
 
 
 def test_build_embedder_wraps_in_a_cache_unless_disabled() -> None:
-    assert isinstance(build_embedder(EmbedderConfig()), CachedEmbedder)
-    assert isinstance(build_embedder(EmbedderConfig(cache_size=0)), SentenceTransformerEmbedder)
-    onnx = build_embedder(EmbedderConfig(backend="onnx", cache_size=0, onnx_file=Path("/x.onnx")))
+    cached = build_embedder(EmbedderConfig())
+    assert isinstance(cached, CachedEmbedder) and isinstance(cached.inner, BatchingEmbedder)
+    plain = build_embedder(EmbedderConfig(cache_size=0))
+    assert isinstance(plain, BatchingEmbedder)
+    assert isinstance(plain.inner, SentenceTransformerEmbedder)
+    batched = build_embedder(
+        EmbedderConfig(backend="onnx", cache_size=0, onnx_file=Path("/x.onnx"))
+    )
+    assert isinstance(batched, BatchingEmbedder)
+    onnx = batched.inner
     assert isinstance(onnx, OnnxEmbedder)
     assert onnx.onnx_file == Path("/x.onnx")  # nothing exported until first use
 
