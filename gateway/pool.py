@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from experts.base import Expert
 from experts.errors import ExpertError, ExpertUnavailable
 from gateway.metrics import Metrics
-from registry.base import Registry
+from registry.base import Registry, RegistryError
 from registry.spec import ExpertSpec
 from routers.base import ExpertTable
 
@@ -68,20 +68,36 @@ class ExpertPool:
         self._table = ExpertTable(revision=-1, experts=())
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self._registry_down = False
 
     @property
     def table(self) -> ExpertTable:
         return self._table
 
     async def sync(self, *, force: bool = False) -> ExpertTable:
-        """Bring the pool up to the registry's revision; return the enabled experts."""
-        revision = await self._registry.revision()
-        if revision == self._table.revision and not force:
-            return self._table
-        async with self._lock:
+        """Bring the pool up to the registry's revision; return the enabled experts.
+
+        If the registry stops answering after the first successful load, the pool keeps
+        serving the last table it had (logged once per outage) instead of failing requests.
+        """
+        try:
             revision = await self._registry.revision()
-            if revision != self._table.revision or force:
-                self._apply(await self._registry.list(), revision)
+            if revision == self._table.revision and not force:
+                return self._table
+            async with self._lock:
+                revision = await self._registry.revision()
+                if revision != self._table.revision or force:
+                    self._apply(await self._registry.list(), revision)
+        except RegistryError as exc:
+            if self._table.revision < 0:
+                raise
+            if not self._registry_down:
+                log.error("registry unreachable, serving the last known experts: %s", exc)
+            self._registry_down = True
+            return self._table
+        if self._registry_down:
+            log.info("registry reachable again")
+            self._registry_down = False
         return self._table
 
     def _apply(self, specs: Sequence[ExpertSpec], revision: int) -> None:
