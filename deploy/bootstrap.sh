@@ -41,6 +41,7 @@ setup_venv() {  # $1: pip extras spec, e.g. "." or ".[dev]"
 cmd=${1:-}
 shift || true
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}  # see gateway/cli.py
 case "$cmd" in
   serve)
     setup_venv "."

@@ -83,5 +83,7 @@ class RouterConfig(BaseModel):
         default=None, description="Expert that takes the requests the router abstains on."
     )
     artifact: Path | None = Field(
-        default=None, description="Trained router artifact (used by trained router kinds)."
+        default=None,
+        description="A `coe train` artifact directory: when set it replaces `kind` and is "
+        "re-read when it changes (no restart).",
     )

@@ -34,7 +34,16 @@ def build_embedder(config: EmbedderConfig) -> Embedder:
 
 
 def build_router(config: RouterConfig, embedder: Embedder | None = None) -> Router:
-    """The router of `config.kind`; `embedder` overrides `config.embedder` (tests, sharing)."""
+    """The trained router of `config.artifact` if set, else the exemplar router of
+    `config.kind`; `embedder` overrides `config.embedder` (tests, sharing)."""
+    if config.artifact is not None:  # a trained router (`coe train`), hot-reloaded on change
+        from routers.expert_map import ExpertMap
+        from routers.trained import TrainedRouter
+
+        the_embedder = embedder if embedder is not None else build_embedder(config.embedder)
+        return TrainedRouter(
+            the_embedder, config.artifact, expert_map=ExpertMap.from_config(config)
+        )
     router_class = _ROUTERS[config.kind]
     return router_class(
         embedder if embedder is not None else build_embedder(config.embedder), config

@@ -1,0 +1,188 @@
+"""MMLU-Pro, 27 open-weights models: category classification and cost-aware expert routing.
+
+    .venv/bin/python -m bench.routing.mmlu_pro          # ~10 min on 2 cores (embeddings cached)
+
+Dev split: 20 % of the 9,624 questions, stratified by category, seed 0; every router is fitted
+on the other 80 % (its operating point chosen on a 20 % validation part of those). Cost of a
+query = active parameters (billions) of the model called (`model_params.csv`). A model with no
+recorded output for a question (DeepSeek-Coder-V2 on 1,332 of them) counts as wrong.
+Writes results/mmlu_pro.json and results/mmlu_pro.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.routing.common import RESULTS, data_dir, embedder, plot_curves, write_json
+from routers.datasets import RoutingOutcomes, load_outcomes, train_dev_split
+from routers.training import TrainOptions, train
+
+BUDGET_B = 30.0
+TARGET = 0.70
+
+
+def classification(data: RoutingOutcomes, out: Path) -> dict[str, Any]:
+    runs: dict[str, tuple[str, dict[str, float]]] = {
+        "MiniLM + logistic": ("logistic", {"c": 4.0}),
+        "MiniLM + MLP": ("mlp", {"hidden": 256}),
+        "MiniLM + kNN (k=15)": ("knn", {"k": 15}),
+        "MiniLM + nearest centroid": ("centroid", {}),
+        "MiniLM + word/char TF-IDF, logistic (hybrid)": ("hybrid", {"c": 8.0}),
+        "hybrid, MiniLM on the first 256 characters only": ("hybrid", {"c": 8.0, "chars": 256}),
+    }
+    results: dict[str, Any] = {}
+    for label, (kind, hyper) in runs.items():
+        start = time.perf_counter()
+        chars = int(hyper.pop("chars")) if "chars" in hyper else None
+        options = TrainOptions(hyper=hyper, embed_chars=chars)
+        result = train(data.labelled(), kind, out / f"{kind}-{chars}", embedder(), options=options)
+        m = result.metrics
+        results[label] = {
+            k: m[k] for k in ("accuracy", "macro_f1", "ece", "ece_uncalibrated", "temperature")
+        }
+        results[label]["train_seconds"] = time.perf_counter() - start
+        if kind == "hybrid":
+            results[label]["confusion"] = m["confusion"]
+            results[label]["labels"] = m["labels"]
+        print(
+            f"{label:48s} acc {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  ECE {m['ece']:.3f}"
+        )
+    return results
+
+
+def routing(data: RoutingOutcomes, out: Path, tag: str) -> dict[str, Any]:
+    runs = {
+        "per-expert logistic heads": ("heads", {"l2": 1e-4}),
+        "matrix factorisation (rank 16)": ("mf", {"rank": 16, "l2": 1e-4}),
+        "kNN outcome scorer (k=100)": ("knn-scorer", {"k": 100, "tau": 0.1}),
+        "CoE: hybrid classifier -> category x expert table": ("coe", {}),
+    }
+    results: dict[str, Any] = {}
+    for label, (kind, hyper) in runs.items():
+        opts = TrainOptions(max_cost=BUDGET_B, hyper=hyper)
+        m = train(data, kind, out / f"{tag}-{kind}", embedder(), options=opts).metrics
+        op = m["operating_point"]
+        results[label] = {
+            "dev_accuracy": op["quality"],
+            "dev_avg_active_params_b": op["cost"],
+            "aiq": m["aiq"],
+            "apgr": m.get("apgr"),
+            "cpt50_cost_b": m.get("cpt50_cost"),
+            "cpt80_cost_b": m.get("cpt80_cost"),
+            "max_dev_accuracy_any_cost": max(p["quality"] for p in m["curve"]),
+            "usage": m["usage"],
+            "curve": m["curve"],
+        }
+        results["baselines"] = m["baselines"]
+        results["coe_map_true_category"] = m["coe_map_true_category"]
+        print(
+            f"[{tag}] {label:50s} dev acc {op['quality']:.4f} at {op['cost']:.1f}B"
+            f"  (AIQ {m['aiq']:.4f})"
+        )
+    return results
+
+
+def answer_fusion_reference(data: RoutingOutcomes) -> dict[str, Any]:
+    """Not routing: what calling several models and voting on their answer letters would give
+    (upper reference for fusion; needs every called model's output)."""
+    folder = data_dir("mmlu_pro")
+    with (folder / "outcomes.csv").open(newline="") as f:
+        preds = {r["id"]: r for r in csv.DictReader(f)}
+    answers = {
+        str(json.loads(line)["id"]): json.loads(line)["answer"]
+        for line in (folder / "questions.jsonl").open()
+    }
+    _, dev = train_dev_split(len(data), 0.2, 0, data.labels)
+    experts = list(data.experts)
+    costs = dict(zip(experts, data.costs[0], strict=True))
+
+    def vote(models: list[str]) -> float:
+        right = 0
+        for i in dev:
+            row = preds[data.ids[i]]
+            letters = [row[f"{m}|pred"] for m in models if row[f"{m}|pred"]]
+            if letters:
+                best = max(letters.count(x) for x in letters)
+                winner = next(x for x in letters if letters.count(x) == best)
+                right += winner == answers[data.ids[i]]
+        return right / len(dev)
+
+    combos = [
+        ["Meta-Llama-3_1-70B-Instruct", "DeepSeek-Coder-V2", "Meta-Llama-3_1-70B"],
+        ["DeepSeek-Coder-V2", "Meta-Llama-3_1-8B-Instruct", "Phi-3-mini-4k-instruct"],
+        [
+            "Meta-Llama-3_1-70B-Instruct",
+            "DeepSeek-Coder-V2",
+            "jamba-1.5-large",
+            "Qwen1.5-110B",
+            "Meta-Llama-3-70B",
+        ],
+    ]
+    return {
+        " + ".join(c): {
+            "dev_accuracy": vote(c),
+            "avg_active_params_b": float(sum(costs[m] for m in c)),
+        }
+        for c in combos
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--artifacts", type=Path, default=None)
+    parser.add_argument("--plot-only", action="store_true", help="redraw from results/*.json")
+    args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads((RESULTS / "mmlu_pro.json").read_text()))
+        return
+    data = load_outcomes(data_dir("mmlu_pro"))
+    complete = np.flatnonzero(~np.isnan(data.scores).any(axis=1))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.artifacts or Path(tmp)
+        payload: dict[str, Any] = {
+            "dataset": "mmlu_pro (27 open-weights models; gemini excluded)",
+            "split": "dev = 20 % stratified by category, seed 0 (1,926 questions); "
+            "fit/val inside train",
+            "budget_avg_active_params_b": BUDGET_B,
+            "target_accuracy": TARGET,
+            "classification": classification(data, out),
+            "routing": routing(data, out, "all"),
+            "routing_complete_cases": routing(data.subset(complete), out, "complete"),
+            "answer_fusion_reference": answer_fusion_reference(data),
+        }
+    write_json("mmlu_pro", payload)
+    plot(payload)
+
+
+def plot(payload: dict[str, Any]) -> None:
+    routing_all = payload["routing"]
+    curves = {
+        k: v["curve"]
+        for k, v in routing_all.items()
+        if isinstance(v, dict) and "curve" in v and not k.startswith("coe_map")
+    }
+    curves["CoE map, true category (upper reference)"] = routing_all["coe_map_true_category"][
+        "curve"
+    ]
+    plot_curves(
+        "mmlu_pro",
+        "MMLU-Pro dev: accuracy vs average active parameters per query (27 open models)",
+        curves,
+        routing_all["baselines"],
+        xlabel="average active parameters per query (B)",
+        budget=BUDGET_B,
+        target=TARGET,
+        logx=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""`coe train` and `coe eval`: fit a router on your data, measure it, save it as an artifact.
+
+    coe train --data D --router KIND --out ARTIFACT [--max-cost X | --min-quality Q]
+    coe eval --artifact A --data D [--json]
+    coe eval --baselines --data D [--json] [--out-dir DIR]
+
+`--data` is a labelled-queries JSONL (`text`, `label`), a routing-outcomes JSONL/CSV (`text`, a
+score per expert, optional cost per expert), or a shared-data folder as it is (e.g.
+../shared/data/mmlu_pro). Embeddings are cached on disk, so re-runs skip the embedding step.
+The heavy lifting is in routers/training.py; this module parses, calls and prints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+__all__ = ["register"]
+
+DataOpt = Annotated[
+    Path,
+    typer.Option("--data", "-d", help="JSONL/CSV file or a shared-data folder.", exists=True),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")]
+
+
+def _load(path: Path, *, outcomes: bool) -> Any:
+    """Routing outcomes, or labelled queries (a file of either, or a shared-data folder)."""
+    from routers.datasets import DatasetError, load_labelled, load_outcomes
+
+    try:
+        if outcomes or path.suffix == ".csv" or (path.is_file() and not _has_label(path)):
+            return load_outcomes(path)
+        return load_labelled(path)
+    except DatasetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _has_label(path: Path) -> bool:
+    """Whether a JSONL file's first record has a `label` (labelled queries, not outcomes)."""
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    return "label" in json.loads(line)
+                except json.JSONDecodeError:
+                    return True  # let the labelled loader name the bad line
+    return True
+
+
+def _embedder() -> Any:
+    from routers.config import EmbedderConfig
+    from routers.factory import build_embedder
+
+    return build_embedder(EmbedderConfig(cache_size=0))
+
+
+def _emit(metrics: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(metrics, default=_jsonable))
+        return
+    for key, value in metrics.items():
+        if isinstance(value, dict | list) and len(json.dumps(value, default=_jsonable)) > 200:
+            continue  # curves and matrices: in --json and the written files
+        typer.echo(f"{key:28} {value}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+def train_command(
+    data: DataOpt,
+    router: Annotated[
+        str,
+        typer.Option(
+            help="logistic | mlp | knn | centroid | hybrid | coe | heads | mf | knn-scorer"
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Artifact directory to write.")],
+    max_cost: Annotated[float | None, typer.Option(help="Operating point: mean cost <= X.")] = None,
+    min_quality: Annotated[
+        float | None, typer.Option(help="Operating point: quality >= Q.")
+    ] = None,
+    cost_weight: Annotated[float | None, typer.Option(help="Fixed quality-cost trade-off.")] = None,
+    top_k_mass: Annotated[float, typer.Option(help="Adaptive top-k: cumulative p.")] = 0.0,
+    seed: int = 0,
+    dev_fraction: float = 0.2,
+    predefined_split: Annotated[bool, typer.Option(help="Use the data's own split.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit a router and write its artifact (manifest.json + weights.npz); print dev metrics."""
+    from routers.embed_cache import EmbeddingCache
+    from routers.training import TrainKind, TrainOptions, train
+
+    try:
+        kind = TrainKind(router)
+    except ValueError:
+        typer.echo(
+            f"error: unknown router kind {router!r} "
+            f"(one of {', '.join(k.value for k in TrainKind)})",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    if sum(v is not None for v in (max_cost, min_quality, cost_weight)) > 1:
+        typer.echo("error: give at most one of --max-cost, --min-quality, --cost-weight", err=True)
+        raise typer.Exit(2)
+    dataset = _load(data, outcomes=kind.needs_outcomes)
+    options = TrainOptions(
+        dev_fraction=dev_fraction,
+        seed=seed,
+        max_cost=max_cost,
+        min_quality=min_quality,
+        cost_weight=cost_weight,
+        top_k_mass=top_k_mass,
+        predefined_split=predefined_split,
+    )
+    try:
+        result = train(
+            dataset,
+            kind,
+            out,
+            _embedder(),
+            options=options,
+            cache=EmbeddingCache(),
+            progress=lambda message: typer.echo(message, err=True),
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not as_json:
+        typer.echo(f"wrote {result.artifact}", err=True)
+    _emit(result.metrics, as_json)
+
+
+def eval_command(
+    data: DataOpt,
+    artifact: Annotated[Path | None, typer.Option(help="Artifact to evaluate.")] = None,
+    baselines: Annotated[bool, typer.Option(help="Evaluate the baselines instead.")] = False,
+    out_dir: Annotated[Path | None, typer.Option(help="Write metrics JSON + PNG here.")] = None,
+    seed: int = 0,
+    dev_fraction: float = 0.2,
+    as_json: JsonOpt = False,
+) -> None:
+    """Metrics of an artifact (its dev rows when it was trained on this data), or baselines."""
+    from routers.artifact import ArtifactError, read_manifest
+    from routers.embed_cache import EmbeddingCache
+    from routers.training import TrainOptions, evaluate, evaluate_baselines
+
+    if (artifact is None) == (not baselines):
+        typer.echo("error: give --artifact A or --baselines", err=True)
+        raise typer.Exit(2)
+    if baselines:
+        options = TrainOptions(seed=seed, dev_fraction=dev_fraction)
+        metrics = evaluate_baselines(_load(data, outcomes=True), options)
+    else:
+        assert artifact is not None
+        try:
+            scorer = read_manifest(artifact).kind.startswith("scorer/")
+            metrics = evaluate(
+                artifact, _load(data, outcomes=scorer), _embedder(), cache=EmbeddingCache()
+            )
+        except (ArtifactError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    if out_dir is not None:
+        _write(out_dir, metrics)
+    _emit(metrics, as_json)
+
+
+def _write(out_dir: Path, metrics: dict[str, Any]) -> None:
+    from routers.metrics_report import plot_metrics
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_jsonable) + "\n")
+    plot_metrics(metrics, out_dir / "metrics.png")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train` and `eval` to the `coe` app."""
+    app.command("train")(train_command)
+    app.command("eval")(eval_command)

@@ -1,0 +1,149 @@
+"""The Composition-of-Experts map: category -> expert, chosen from outcome data under a budget.
+
+Per category c and expert e the training outcomes give a mean quality q[c, e] and a mean cost
+k[c, e]; with category shares w[c], a map f picks one expert per category to
+
+    maximise  sum_c w[c] q[c, f(c)]   subject to   sum_c w[c] k[c, f(c)] <= budget.
+
+This is a multiple-choice knapsack. `fit_coe_map` solves its Lagrangian (f(c) = argmax
+q - lam * k, `cost_weight`) or, for a target average cost, takes the best Lagrangian map within
+the budget and then spends what is left on the upgrades with the best quality gain per cost.
+
+At routing time the map uses the classifier's category probabilities p(c | x): the expected
+quality of expert e is sum_c p(c | x) q[c, e] (`expected_quality`), so an unsure classifier
+blends the categories' tables instead of betting on the top one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from routers.selection import choose, cost_weight_grid
+
+__all__ = ["CoeMap", "fit_coe_map"]
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class CoeMap:
+    """`assignment[c]` = expert index for category c; `quality` / `cost` are (n_cat, n_exp)."""
+
+    categories: tuple[str, ...]
+    experts: tuple[str, ...]
+    quality: Floats
+    cost: Floats
+    share: Floats
+    assignment: Ints
+
+    def expert_for(self, category: str) -> str:
+        return self.experts[int(self.assignment[self.categories.index(category)])]
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            c: self.experts[int(e)] for c, e in zip(self.categories, self.assignment, strict=True)
+        }
+
+    def expected_cost(self) -> float:
+        rows = np.arange(len(self.categories))
+        return float((self.share * self.cost[rows, self.assignment]).sum())
+
+    def expected_quality(self, probs: Floats) -> Floats:
+        """(n, n_experts) expected quality of each expert under category probabilities."""
+        return np.asarray(probs @ self.quality, dtype=np.float64)
+
+    def route(self, probs: Floats) -> Ints:
+        """The mapped expert of each row's most probable category."""
+        return np.asarray(self.assignment[np.argmax(probs, axis=1)], dtype=np.int64)
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {
+            "quality": self.quality,
+            "cost": self.cost,
+            "share": self.share,
+            "assignment": self.assignment,
+        }
+
+    @classmethod
+    def from_arrays(
+        cls,
+        categories: Sequence[str],
+        experts: Sequence[str],
+        arrays: Mapping[str, npt.NDArray[Any]],
+    ) -> CoeMap:
+        return cls(
+            tuple(categories),
+            tuple(experts),
+            np.asarray(arrays["quality"], np.float64),
+            np.asarray(arrays["cost"], np.float64),
+            np.asarray(arrays["share"], np.float64),
+            np.asarray(arrays["assignment"], np.int64),
+        )
+
+
+def _tables(
+    labels: Sequence[str], scores: Floats, costs: Floats, categories: Sequence[str]
+) -> tuple[Floats, Floats, Floats]:
+    lab = np.asarray(labels)
+    filled = np.nan_to_num(scores, nan=0.0)
+    n_cat, n_exp = len(categories), scores.shape[1]
+    quality, cost, share = np.zeros((n_cat, n_exp)), np.zeros((n_cat, n_exp)), np.zeros(n_cat)
+    overall_q, overall_c = filled.mean(axis=0), costs.mean(axis=0)
+    for i, category in enumerate(categories):
+        rows = lab == category
+        share[i] = rows.mean()
+        quality[i] = filled[rows].mean(axis=0) if rows.any() else overall_q
+        cost[i] = costs[rows].mean(axis=0) if rows.any() else overall_c
+    return quality, cost, share
+
+
+def fit_coe_map(
+    labels: Sequence[str],
+    scores: Floats,
+    costs: Floats,
+    experts: Sequence[str],
+    *,
+    categories: Sequence[str] | None = None,
+    cost_weight: float | None = None,
+    max_cost: float | None = None,
+) -> CoeMap:
+    """The category -> expert map for a cost weight, or the best one within `max_cost`.
+
+    With neither, the best-quality map (cost weight 0, ties to the cheaper expert).
+    Missing scores (NaN) count as 0.
+    """
+    if cost_weight is not None and max_cost is not None:
+        raise ValueError("give at most one of cost_weight and max_cost")
+    cats = tuple(categories) if categories is not None else tuple(sorted(set(labels)))
+    quality, cost, share = _tables(labels, scores, costs, cats)
+    if max_cost is None:
+        assignment = choose(quality, cost, cost_weight or 0.0)
+        return CoeMap(cats, tuple(experts), quality, cost, share, assignment)
+    rows = np.arange(len(cats))
+
+    def totals(a: Ints) -> tuple[float, float]:
+        return float((share * quality[rows, a]).sum()), float((share * cost[rows, a]).sum())
+
+    feasible = [choose(quality, cost, w) for w in cost_weight_grid(cost, 241)]
+    feasible = [a for a in feasible if totals(a)[1] <= max_cost + 1e-12]
+    if not feasible:
+        raise ValueError(f"no category map costs <= {max_cost:g} on this data")
+    best = max(feasible, key=lambda a: (totals(a)[0], -totals(a)[1])).copy()
+    while True:  # greedy upgrades with the remaining budget
+        c0 = totals(best)[1]
+        gain = share[:, None] * (quality - quality[rows, best][:, None])
+        extra = share[:, None] * (cost - cost[rows, best][:, None])
+        ok = (gain > 1e-12) & (c0 + extra <= max_cost + 1e-12)
+        if not ok.any():
+            break
+        ratio = np.where(ok, gain / np.maximum(extra, 1e-12), -np.inf)
+        ratio = np.where(ok & (extra <= 0), np.inf, ratio)
+        c_idx, e_idx = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        best[c_idx] = e_idx
+    return CoeMap(cats, tuple(experts), quality, cost, share, best)

@@ -1,0 +1,118 @@
+"""From predicted quality to a choice: cost-weighted argmax, operating points, adaptive top-k.
+
+    choose(q, c, lam)            expert per query = argmax_e q[i, e] - lam * c[i, e]
+    sweep(q, c, scores)          the quality-cost curve over a grid of lam (one CurvePoint each)
+    operating_point(curve, ...)  the lam meeting --max-cost (best quality within it) or
+                                 --min-quality (cheapest reaching it), picked on dev data
+    adaptive_top_k(p, mass)      experts in order of probability until their cumulative
+                                 probability reaches `mass` (1 for easy queries, several for hard)
+
+RouteLLM calibrates one threshold between two models; `operating_point` does the same for N
+experts through the single cost weight lam of the Lagrangian max sum(q) - lam * sum(c).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from routers.evaluation import CurvePoint, routed_point
+
+__all__ = [
+    "adaptive_top_k",
+    "choose",
+    "cost_weight_grid",
+    "operating_point",
+    "sweep",
+]
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+def choose(quality: Floats, costs: Floats, cost_weight: float) -> Ints:
+    """argmax of quality - cost_weight * cost per row; ties go to the cheaper, then the first."""
+    c = np.broadcast_to(np.asarray(costs, dtype=np.float64), quality.shape)
+    utility = quality - cost_weight * c
+    best = utility.max(axis=1, keepdims=True)
+    tied = utility >= best - 1e-12
+    return np.asarray(np.argmin(np.where(tied, c, np.inf), axis=1), dtype=np.int64)
+
+
+def cost_weight_grid(costs: Floats, points: int = 161) -> Floats:
+    """0 plus a log grid wide enough to go from 'ignore cost' to 'always the cheapest'."""
+    scale = float(np.max(np.asarray(costs).mean(axis=0))) if np.size(costs) else 1.0
+    scale = scale if scale > 0 else 1.0
+    return np.concatenate([[0.0], np.geomspace(1e-4, 1e4, points) / scale])
+
+
+def sweep(
+    quality: Floats,
+    costs: Floats,
+    scores: Floats,
+    cost_weights: Sequence[float] | Floats | None = None,
+    *,
+    realised_costs: Floats | None = None,
+    label: str = "",
+) -> list[CurvePoint]:
+    """One point (mean cost, mean realised score) per cost weight, in the order given.
+
+    `costs` are what the router knows when it decides (an expert's expected cost, (n_experts,)
+    or per query); `realised_costs` (n_queries, n_experts), when given, are what each call
+    actually cost (RouterBench's per-query USD depends on the answer's length) and are what the
+    points report.
+    """
+    weights = cost_weight_grid(costs) if cost_weights is None else cost_weights
+    decide = np.broadcast_to(np.asarray(costs, dtype=np.float64), quality.shape)
+    account = decide if realised_costs is None else realised_costs
+    return [
+        routed_point(
+            scores, account, choose(quality, decide, float(w)), label=label, param=float(w)
+        )
+        for w in weights
+    ]
+
+
+def operating_point(
+    curve: Sequence[CurvePoint],
+    *,
+    max_cost: float | None = None,
+    min_quality: float | None = None,
+) -> CurvePoint:
+    """The point meeting exactly one constraint, from a curve measured on dev data.
+
+    `max_cost`: the highest quality among points costing at most `max_cost` (then the cheaper).
+    `min_quality`: the cheapest point reaching `min_quality` (then the better).
+    Raises ValueError when no point meets the constraint.
+    """
+    if (max_cost is None) == (min_quality is None):
+        raise ValueError("give exactly one of max_cost and min_quality")
+    if max_cost is not None:
+        within = [p for p in curve if p.cost <= max_cost]
+        if not within:
+            cheapest = min(p.cost for p in curve)
+            raise ValueError(f"no operating point costs <= {max_cost:g} (cheapest: {cheapest:g})")
+        return max(within, key=lambda p: (p.quality, -p.cost))
+    assert min_quality is not None
+    reaching = [p for p in curve if p.quality >= min_quality]
+    if not reaching:
+        best = max(p.quality for p in curve)
+        raise ValueError(f"no operating point reaches quality {min_quality:g} (best: {best:g})")
+    return min(reaching, key=lambda p: (p.cost, -p.quality))
+
+
+def adaptive_top_k(probs: Floats, mass: float, *, max_k: int | None = None) -> Ints:
+    """How many experts to take per row: the fewest, in descending probability, whose
+    cumulative probability reaches `mass` (at least 1, at most `max_k`)."""
+    if not 0.0 < mass <= 1.0:
+        raise ValueError("mass must be in (0, 1]")
+    p = np.atleast_2d(np.asarray(probs, dtype=np.float64))
+    ordered = -np.sort(-p, axis=1)
+    cumulative = np.cumsum(ordered, axis=1)
+    k = (cumulative < mass - 1e-12).sum(axis=1) + 1
+    k = np.minimum(k, p.shape[1])
+    if max_k is not None:
+        k = np.minimum(k, max_k)
+    return np.asarray(k, dtype=np.int64)

@@ -1,0 +1,168 @@
+"""`coe train` / `coe eval` on small committed samples of the shared data, and a gateway serving
+the trained artifact (tests/fixtures/shared: attribution in its README)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gateway.app import create_app
+from gateway.cli import app
+from gateway.settings import load_settings
+from routers.embedder import Embedder
+from routers.factory import build_router
+from tests.servers import serve_in_thread
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "shared"
+MMLU_PRO = FIXTURES / "mmlu_pro"
+ROUTERBENCH = FIXTURES / "routerbench_subset"
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _embed_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COE_EMBED_CACHE", str(tmp_path / "embeddings"))
+
+
+def coe(*args: str) -> Any:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("art") / "mmlu-pro-logistic"
+    metrics = coe(
+        "train", "--data", str(MMLU_PRO), "--router", "logistic", "--out", str(out), "--json"
+    )
+    return out, metrics
+
+
+def test_train_writes_an_artifact_without_pickle(classifier: tuple[Path, dict[str, Any]]) -> None:
+    out, metrics = classifier
+    assert (out / "manifest.json").is_file() and (out / "weights.npz").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "classifier/logistic"
+    assert len(manifest["labels"]) == 14 and manifest["data_hash"]
+    assert manifest["embedder_id"]
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and "macro_f1" in metrics and "confusion" in metrics
+
+
+def test_eval_scores_the_dev_rows_the_training_reported(
+    classifier: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    out, trained = classifier
+    evaluated = coe(
+        "eval",
+        "--artifact",
+        str(out),
+        "--data",
+        str(MMLU_PRO),
+        "--json",
+        "--out-dir",
+        str(tmp_path / "report"),
+    )
+    assert evaluated["evaluated_on"] == "dev split"
+    assert evaluated["accuracy"] == pytest.approx(trained["accuracy"])
+    assert (tmp_path / "report" / "metrics.json").is_file()
+    assert (tmp_path / "report" / "metrics.png").stat().st_size > 1000
+
+
+def test_scorer_under_a_cost_cap_and_the_baselines(tmp_path: Path) -> None:
+    out = tmp_path / "rb-heads"
+    metrics = coe(
+        "train",
+        "--data",
+        str(ROUTERBENCH),
+        "--router",
+        "heads",
+        "--out",
+        str(out),
+        "--max-cost",
+        "0.002",
+        "--json",
+    )
+    assert json.loads((out / "manifest.json").read_text())["kind"] == "scorer/heads"
+    assert "aiq" in json.dumps(metrics)
+    baselines = coe("eval", "--baselines", "--data", str(ROUTERBENCH), "--json")
+    labels = [b["label"] for b in baselines["baselines"]]
+    assert any(label.startswith("best single") for label in labels) and "oracle" in labels
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", str(MMLU_PRO), "--router", "magic", "--out", "x"], "unknown router"),
+        (
+            [
+                "train",
+                "--data",
+                str(MMLU_PRO),
+                "--router",
+                "heads",
+                "--out",
+                "x",
+                "--max-cost",
+                "1",
+                "--min-quality",
+                "0.5",
+            ],
+            "at most one",
+        ),
+        (["eval", "--data", str(MMLU_PRO)], "--artifact"),
+    ],
+)
+def test_bad_invocations_exit_2_with_a_reason(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.output
+
+
+@pytest.fixture
+def trained_gateway(
+    classifier: tuple[Path, dict[str, Any]], tmp_path: Path, embedder: Embedder
+) -> Iterator[str]:
+    config = tmp_path / "coe.yaml"
+    experts = [
+        {"name": "law-expert", "kind": "simulator", "categories": ["law"]},
+        {"name": "generalist", "kind": "simulator", "categories": ["*"]},
+    ]
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "registry": {"url": "memory://"},
+                "router": {"artifact": str(classifier[0])},
+                "experts": experts,
+            }
+        )
+    )
+    settings = load_settings(config)
+    app_ = create_app(settings, router=build_router(settings.router, embedder))
+    with serve_in_thread(app_) as url:
+        yield url
+
+
+def test_gateway_routes_with_the_trained_artifact(trained_gateway: str) -> None:
+    """The artifact's 14 categories drive the expert map (a 112-row toy classifier: the test
+    checks the plumbing, not its accuracy)."""
+    query = "Is a verbal contract for the sale of land enforceable under the statute of frauds?"
+    body = httpx.post(f"{trained_gateway}/v1/route", json={"query": query}).json()
+    assert body["router"] == "trained:classifier/logistic"
+    assert len(body["categories"]) == 14
+    assert body["category"] == body["categories"][0]["name"]
+    expected = "law-expert" if body["category"] == "law" else "generalist"
+    assert body["selected"] == [expected]
+    chat = httpx.post(
+        f"{trained_gateway}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": query}]},
+    )
+    assert chat.status_code == 200
+    assert chat.headers["x-coe-expert"] == expected
+    assert chat.headers["x-coe-category"] == body["category"]

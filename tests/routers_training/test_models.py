@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from routers.classifiers import (
+    CentroidClassifier,
+    HybridClassifier,
+    KnnClassifier,
+    LogisticClassifier,
+    MlpClassifier,
+)
+from routers.coe_map import fit_coe_map
+from routers.scorers import HeadsScorer, KnnScorer, MfScorer
+from routers.selection import adaptive_top_k, choose, operating_point, sweep
+from routers.text_features import TfidfVocabulary, sparse_matrix
+from tests.routers_training.conftest import clusters
+
+
+@pytest.mark.parametrize(
+    "fit",
+    [
+        lambda x, y: LogisticClassifier.fit(x, y, 4),
+        lambda x, y: MlpClassifier.fit(x, y, 4, hidden=(16,), max_iter=300),
+        lambda x, y: KnnClassifier.fit(x, y, 4, k=5),
+        lambda x, y: CentroidClassifier.fit(x, y, 4),
+    ],
+    ids=["logistic", "mlp", "knn", "centroid"],
+)
+def test_classifiers_learn_and_round_trip(fit: Any) -> None:
+    x, y = clusters()
+    model = fit(x[::2], y[::2])
+    probs = model.predict_proba(x[1::2])
+    assert probs.shape == (60, 4)  # the 4th class never occurs in training
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert (probs.argmax(axis=1) == y[1::2]).mean() > 0.95
+    assert probs[:, 3].max() < 0.05
+    again = type(model).from_arrays(model.to_arrays(), model.params())
+    assert np.array_equal(again.predict_proba(x[1::2]), probs)
+
+
+def test_temperature_flattens_but_keeps_the_argmax() -> None:
+    x, y = clusters()
+    model = LogisticClassifier.fit(x, y, 3)
+    hot = type(model)(model.weights, model.bias, temperature=5.0)
+    p, q = model.predict_proba(x), hot.predict_proba(x)
+    assert np.array_equal(p.argmax(1), q.argmax(1)) and q.max(1).mean() < p.max(1).mean()
+
+
+def test_tfidf_matches_scikit_learn() -> None:
+    docs = ["The cat sat on the mat.", "Dogs and cats!", "A mat for the dog", "the the cat", "x"]
+    for analyzer, ngram in [("word", (1, 2)), ("char_wb", (2, 4))]:
+        mine = TfidfVocabulary.fit(docs, analyzer, ngram, max_features=None, min_df=1)
+        ref = TfidfVectorizer(analyzer=analyzer, ngram_range=ngram, sublinear_tf=True).fit(docs)
+        new = ["the cat and the dog on a mat", "zzz", "Cats"]
+        got = sparse_matrix(mine.transform(new), len(mine)).toarray()
+        assert np.allclose(got, ref.transform(new).toarray(), atol=1e-6)
+
+
+def test_hybrid_classifier_uses_words_and_round_trips() -> None:
+    texts = [f"{w} question number {i}" for i in range(30) for w in ("tort", "enzyme")]
+    y = np.array([0, 1] * 30, dtype=np.int64)
+    x = np.ones((60, 4), dtype=np.float32) / 2.0  # embeddings carry no signal here
+    model = HybridClassifier.fit(texts, x, y, 2, word_features=100, char_features=200)
+    probs = model.predict_proba_from(x[:2], ["a tort case", "which enzyme"])
+    assert probs.argmax(1).tolist() == [0, 1]
+    again = HybridClassifier.from_arrays(model.to_arrays(), model.params())
+    assert np.array_equal(again.predict_proba_from(x[:2], ["a tort case", "which enzyme"]), probs)
+
+
+def outcome_clusters() -> tuple[np.ndarray, np.ndarray]:
+    """Expert 0 is right on cluster 0, expert 1 on cluster 1, expert 2 (costly) on both."""
+    x, y = clusters(n_per=60)
+    scores = np.zeros((len(y), 3))
+    scores[y == 0, 0] = 1
+    scores[y == 1, 1] = 1
+    scores[y != 2, 2] = 1
+    scores[::7, 2] = np.nan  # missing outcomes are ignored, not learnt as failures
+    return x, scores
+
+
+@pytest.mark.parametrize(
+    "fit",
+    [
+        lambda x, s: HeadsScorer.fit(x, s, l2=1e-4),
+        lambda x, s: MfScorer.fit(x, s, rank=4, l2=1e-4),
+        lambda x, s: KnnScorer.fit(x, s, k=10),
+    ],
+    ids=["heads", "mf", "knn"],
+)
+def test_scorers_learn_who_is_good_where(fit: Any) -> None:
+    x, scores = outcome_clusters()
+    model = fit(x[::2], scores[::2])
+    q = model.predict(x[1::2])
+    labels = np.repeat(np.arange(3), 60)[1::2]
+    assert q[labels == 0, 0].mean() > 0.8 and q[labels == 0, 1].mean() < 0.2
+    assert q[labels == 1, 1].mean() > 0.8 and q[labels == 2, 2].mean() < 0.2
+    again = type(model).from_arrays(model.to_arrays(), model.params())
+    assert np.array_equal(again.predict(x[1::2]), q)
+
+
+def test_choose_trades_quality_for_cost() -> None:
+    quality = np.array([[0.6, 0.9], [0.9, 0.91]])
+    costs = np.array([1.0, 10.0])
+    assert choose(quality, costs, 0.0).tolist() == [1, 1]
+    assert choose(quality, costs, 0.01).tolist() == [1, 0]
+    assert choose(quality, costs, 1.0).tolist() == [0, 0]
+    assert choose(np.array([[0.5, 0.5]]), costs, 0.0).tolist() == [0]  # a tie goes to the cheaper
+
+
+def test_operating_point_for_max_cost_and_min_quality() -> None:
+    quality = np.array([[0.6, 0.9], [0.9, 0.91], [0.2, 0.8]])
+    scores = np.array([[0, 1], [1, 1], [0, 1]], dtype=float)
+    curve = sweep(quality, np.array([1.0, 10.0]), scores)
+    cheap = operating_point(curve, max_cost=4.0)
+    assert cheap.cost <= 4.0 and cheap.quality == pytest.approx(2 / 3)
+    good = operating_point(curve, min_quality=1.0)
+    assert good.quality == 1.0 and good.cost == pytest.approx(7.0)
+    with pytest.raises(ValueError, match="no operating point costs"):
+        operating_point(curve, max_cost=0.5)
+    with pytest.raises(ValueError, match="exactly one"):
+        operating_point(curve)
+
+
+def test_adaptive_top_k() -> None:
+    probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [0.5, 0.5, 0.0]])
+    assert adaptive_top_k(probs, 0.8).tolist() == [1, 3, 2]
+    assert adaptive_top_k(probs, 0.8, max_k=2).tolist() == [1, 2, 2]
+    assert adaptive_top_k(probs, 1.0).tolist() == [3, 3, 2]
+    with pytest.raises(ValueError, match="mass"):
+        adaptive_top_k(probs, 0.0)
+
+
+def test_coe_map_respects_the_budget() -> None:
+    labels = ["math"] * 50 + ["law"] * 50
+    # expert 0 cheap and good at law; expert 1 dear, best at both; expert 2 mid, good at math
+    scores = np.zeros((100, 3))
+    scores[50:, 0] = 0.7
+    scores[:, 1] = 0.9
+    scores[:50, 2] = 0.8
+    costs = np.tile([1.0, 10.0, 4.0], (100, 1))
+    best = fit_coe_map(labels, scores, costs, ["a", "b", "c"])
+    assert best.as_dict() == {"law": "b", "math": "b"}
+    tight = fit_coe_map(labels, scores, costs, ["a", "b", "c"], max_cost=2.5)
+    assert tight.as_dict() == {"law": "a", "math": "c"} and tight.expected_cost() == 2.5
+    mid = fit_coe_map(labels, scores, costs, ["a", "b", "c"], max_cost=7.0)
+    assert mid.expected_cost() <= 7.0 and mid.as_dict() == {"law": "b", "math": "c"}
+    probs = np.array([[0.5, 0.5]])  # categories sorted: law, math
+    assert np.allclose(best.expected_quality(probs), [[0.35, 0.9, 0.4]])
+
+
+def test_sweep_decides_on_expected_costs_and_reports_realised_ones() -> None:
+    quality = np.array([[0.5, 0.9], [0.5, 0.9]])
+    expected = np.array([1.0, 2.0])
+    realised = np.array([[1.0, 10.0], [1.0, 0.0]])  # the second call happened to be free
+    scores = np.array([[0.0, 1.0], [0.0, 1.0]])
+    (point,) = sweep(quality, expected, scores, [0.1], realised_costs=realised)
+    assert point.quality == 1.0 and point.cost == 5.0  # both sent to expert 1, as 0.9-0.2 > 0.5-0.1
