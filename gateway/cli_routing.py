@@ -61,13 +61,28 @@ def _embedder() -> Any:
 
 
 def _emit(metrics: dict[str, Any], as_json: bool) -> None:
+    """One JSON object (`--json`), or scalars then a cost/quality table of the named points."""
     if as_json:
         typer.echo(json.dumps(metrics, default=_jsonable))
         return
     for key, value in metrics.items():
-        if isinstance(value, dict | list) and len(json.dumps(value, default=_jsonable)) > 200:
-            continue  # curves and matrices: in --json and the written files
-        typer.echo(f"{key:28} {value}")
+        if not isinstance(value, dict | list):
+            typer.echo(f"{key:28} {value}")
+    points = (
+        [("operating point", metrics["operating_point"])] if "operating_point" in metrics else []
+    )
+    points += [(p["label"], p) for p in metrics.get("baselines", [])]
+    if points:
+        typer.echo(f"\n{'':36} {'mean cost':>12} {'quality':>9}")
+        for label, point in points:
+            typer.echo(f"{label[:36]:36} {point['cost']:>12.6g} {point['quality']:>9.4f}")
+    for name in ("aiq", "apgr", "cpt50_cost", "cpt80_cost"):
+        for scope, holder in (
+            ("router", metrics),
+            ("CoE map", metrics.get("coe_map_true_category", {})),
+        ):
+            if holder.get(name) is not None:
+                typer.echo(f"{scope + ' ' + name:28} {holder[name]:.6g}")
 
 
 def _jsonable(value: Any) -> Any:

@@ -95,6 +95,10 @@ def test_scorer_under_a_cost_cap_and_the_baselines(tmp_path: Path) -> None:
     baselines = coe("eval", "--baselines", "--data", str(ROUTERBENCH), "--json")
     labels = [b["label"] for b in baselines["baselines"]]
     assert any(label.startswith("best single") for label in labels) and "oracle" in labels
+    table = runner.invoke(app, ["eval", "--baselines", "--data", str(ROUTERBENCH)])
+    assert table.exit_code == 0
+    oracle = next(line for line in table.output.splitlines() if line.startswith("oracle"))
+    assert oracle.split()[-1] == f"{baselines['baselines'][3]['quality']:.4f}"
 
 
 @pytest.mark.parametrize(
