@@ -351,16 +351,9 @@ class OpenAIExpert:
 
     async def health(self) -> ExpertHealth:
         """GET {endpoint}/models: healthy when it answers a model list. Never raises."""
-        try:
-            response = await self._http.get(
-                f"{self._base}/models", headers=self._headers, timeout=self._probe_timeout
-            )
-        except httpx.HTTPError as exc:
-            return ExpertHealth(healthy=False, detail=f"unreachable ({type(exc).__name__})")
-        if not response.is_success:
-            return ExpertHealth(
-                healthy=False, detail=f"/models answered HTTP {response.status_code}"
-            )
+        response = await self._probe(f"{self._base}/models")
+        if isinstance(response, str):
+            return ExpertHealth(healthy=False, detail=f"/models {response}")
         try:
             models = model_ids(response.content)
         except ValueError:
@@ -368,6 +361,16 @@ class OpenAIExpert:
         return ExpertHealth(healthy=True, models=models)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    async def _probe(self, url: str) -> httpx.Response | str:
+        """GET a health/metrics URL: the successful response, or why it failed. Never raises."""
+        try:
+            response = await self._http.get(url, headers=self._headers, timeout=self._probe_timeout)
+        except httpx.HTTPError as exc:
+            return f"unreachable ({type(exc).__name__})"
+        if not response.is_success:
+            return f"answered HTTP {response.status_code}"
+        return response
 
     async def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         params = {k: v for k, v in request.params.items() if k not in GATEWAY_OWNED_PARAMS}

@@ -96,16 +96,9 @@ class VllmExpert(OpenAIExpert):
     async def health(self) -> ExpertHealth:
         """GET {root}/health, then {root}/metrics for the load. Never raises; a /metrics
         failure leaves the load unknown (None) but the expert healthy."""
-        try:
-            response = await self._http.get(
-                f"{self._root}/health", headers=self._headers, timeout=self._probe_timeout
-            )
-        except httpx.HTTPError as exc:
-            return ExpertHealth(healthy=False, detail=f"unreachable ({type(exc).__name__})")
-        if not response.is_success:
-            return ExpertHealth(
-                healthy=False, detail=f"/health answered HTTP {response.status_code}"
-            )
+        probe = await self._probe(f"{self._root}/health")
+        if isinstance(probe, str):
+            return ExpertHealth(healthy=False, detail=f"/health {probe}")
         running, waiting, detail = await self._load()
         return ExpertHealth(
             healthy=True,
@@ -116,14 +109,9 @@ class VllmExpert(OpenAIExpert):
         )
 
     async def _load(self) -> tuple[float | None, float | None, str]:
-        try:
-            response = await self._http.get(
-                f"{self._root}/metrics", headers=self._headers, timeout=self._probe_timeout
-            )
-        except httpx.HTTPError as exc:
-            return None, None, f"/metrics unreachable ({type(exc).__name__})"
-        if not response.is_success:
-            return None, None, f"/metrics answered HTTP {response.status_code}"
+        response = await self._probe(f"{self._root}/metrics")
+        if isinstance(response, str):
+            return None, None, f"/metrics {response}"
         try:
             running, waiting = parse_vllm_load(response.text)
         except ValueError:
