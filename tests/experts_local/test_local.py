@@ -13,7 +13,8 @@ import torch
 
 from experts.base import ChatDelta, ChatRequest, Expert
 from experts.errors import ExpertCancelled, ExpertTimeout, ExpertUnavailable, UpstreamRejected
-from experts.local import GenerationParams, LocalExpert, LocalModelStore, StopTrimmer
+from experts.local import LocalExpert, LocalModelStore
+from experts.sampling import GenerationParams, StopTrimmer
 from registry.spec import ExpertKind, ExpertSpec
 
 CAPITAL = "What is the capital of France? Answer in one sentence."
