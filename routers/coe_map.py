@@ -87,18 +87,26 @@ class CoeMap:
         )
 
 
+PRIOR_WEIGHT = 5.0
+"""Pseudo-observations of an expert's overall mean added to each category cell: a cell with
+few outcomes leans towards the expert's overall quality instead of a noisy 0 or 1."""
+
+
 def _tables(
     labels: Sequence[str], scores: Floats, costs: Floats, categories: Sequence[str]
 ) -> tuple[Floats, Floats, Floats]:
     lab = np.asarray(labels)
-    filled = np.nan_to_num(scores, nan=0.0)
+    seen = ~np.isnan(scores)
+    filled = np.where(seen, scores, 0.0)
     n_cat, n_exp = len(categories), scores.shape[1]
     quality, cost, share = np.zeros((n_cat, n_exp)), np.zeros((n_cat, n_exp)), np.zeros(n_cat)
-    overall_q, overall_c = filled.mean(axis=0), costs.mean(axis=0)
+    overall_q = filled.sum(axis=0) / np.maximum(seen.sum(axis=0), 1)
+    overall_c = costs.mean(axis=0)
     for i, category in enumerate(categories):
         rows = lab == category
         share[i] = rows.mean()
-        quality[i] = filled[rows].mean(axis=0) if rows.any() else overall_q
+        total, count = filled[rows].sum(axis=0), seen[rows].sum(axis=0)
+        quality[i] = (total + PRIOR_WEIGHT * overall_q) / (count + PRIOR_WEIGHT)
         cost[i] = costs[rows].mean(axis=0) if rows.any() else overall_c
     return quality, cost, share
 
@@ -116,7 +124,8 @@ def fit_coe_map(
     """The category -> expert map for a cost weight, or the best one within `max_cost`.
 
     With neither, the best-quality map (cost weight 0, ties to the cheaper expert).
-    Missing scores (NaN) count as 0.
+    Missing scores (NaN) are unknown: each cell is the mean of the observed outcomes, shrunk
+    towards the expert's overall mean by `PRIOR_WEIGHT` pseudo-observations.
     """
     if cost_weight is not None and max_cost is not None:
         raise ValueError("give at most one of cost_weight and max_cost")

@@ -183,6 +183,11 @@ class RoutingOutcomes:
         """Scores with NaN ("no outcome") replaced by `missing` (default: counted as a failure)."""
         return np.where(np.isnan(self.scores), missing, self.scores)
 
+    def complete_rows(self) -> Indices:
+        """Rows with an outcome for every expert: the only rows on which any routing decision
+        can be scored (a missing outcome is unknown, not a failure)."""
+        return np.flatnonzero(~np.isnan(self.scores).any(axis=1)).astype(np.int64)
+
     def mean_costs(self) -> Floats:
         """Average cost of each expert over the queries."""
         return np.asarray(self.costs.mean(axis=0), dtype=np.float64)

@@ -12,6 +12,10 @@ after calibration (the temperature is kept); scorers keep the fit-row model so t
 point matches the model it was chosen for. `evaluate` on the same data (same hash) re-derives
 the split from the manifest and scores the dev rows only; on other data it scores every row.
 
+A missing outcome (no recorded score of an expert on a query) is unknown, not a failure: the
+scorers leave it out of their loss, the CoE table averages the observed outcomes, and curves,
+operating points and dev metrics are measured on the rows with every expert's outcome.
+
 Router kinds (`TrainKind`): classifiers `logistic`, `mlp`, `knn`, `centroid`, `hybrid`
 (embedding + TF-IDF) need labelled queries; `coe` (hybrid classifier + CoE map), `heads`, `mf`,
 `knn-scorer` need routing outcomes.
@@ -196,7 +200,7 @@ def _train_classifier(
 def _fit_scorer(
     kind: TrainKind, data: RoutingOutcomes, vectors: F32, rows: Ints, hyper: dict[str, float]
 ) -> Any:
-    scores = data.filled_scores() if hyper.get("missing_as_zero", 1.0) else data.scores
+    scores = data.filled_scores() if hyper.get("missing_as_zero", 0.0) else data.scores
     x, s = vectors[rows], scores[rows]
     if kind is TrainKind.HEADS:
         return HeadsScorer.fit(x, s, l2=hyper.get("l2", 1e-3))
@@ -245,19 +249,40 @@ def _train_scorer(
     # is not known before the call); the curves report what the calls really cost
     costs = data.subset(np.concatenate([fit, val])).mean_costs()
     model = replace(model, expert_costs=costs)
-    val_texts = [texts[i] for i in val]
+    # a routing decision can only be scored where every expert's outcome is known
+    val_scored, dev_scored = _scorable(data, val, "val"), _scorable(data, dev, "dev")
+    val_texts = [texts[i] for i in val_scored]
     val_curve = sweep(
-        model.expert_quality(val_texts, vectors[val]),
+        model.expert_quality(val_texts, vectors[val_scored]),
         costs,
-        data.filled_scores()[val],
-        realised_costs=data.costs[val],
+        data.scores[val_scored],
+        realised_costs=data.costs[val_scored],
     )
     weight = _operating(val_curve, options)
     model = replace(model, selection=Selection(cost_weight=weight, top_k_mass=options.top_k_mass))
-    progress(f"cost weight {weight:g}; evaluating on {len(dev)} dev queries")
-    metrics = outcome_metrics(model, data.subset(dev), vectors[dev], train=data.subset(fit))
-    metrics["rows"] = {"fit": len(fit), "val": len(val), "dev": len(dev)}
+    progress(f"cost weight {weight:g}; evaluating on {len(dev_scored)} dev queries")
+    metrics = outcome_metrics(
+        model, data.subset(dev_scored), vectors[dev_scored], train=data.subset(fit)
+    )
+    metrics["rows"] = {
+        "fit": len(fit),
+        "val": len(val),
+        "dev": len(dev),
+        "dev_scored": len(dev_scored),
+        "val_scored": len(val_scored),
+    }
     return model, metrics
+
+
+def _scorable(data: RoutingOutcomes, rows: Ints, what: str) -> Ints:
+    """`rows` restricted to those with every expert's outcome (see `complete_rows`)."""
+    kept = np.intersect1d(rows, data.complete_rows())
+    if len(kept) == 0:
+        raise ValueError(
+            f"no {what} row has an outcome for every expert, so no routing decision can be "
+            "scored; give complete outcomes for at least some queries"
+        )
+    return kept
 
 
 def _embed(data: Data, embedder: Embedder, cache: EmbeddingCache | None, chars: int | None) -> F32:
@@ -327,7 +352,9 @@ def evaluate(
     """Metrics of the artifact on `data`: its dev rows if it was trained on `data`, else all."""
     model = load_model(artifact)
     rows = np.arange(len(data), dtype=np.int64)
+    where = "all rows"
     if data.data_hash() == model.manifest.data_hash:
+        where = "dev split"
         split = model.manifest.params["split"]
         opts = TrainOptions(
             dev_fraction=float(split["dev_fraction"]),
@@ -336,12 +363,14 @@ def evaluate(
             predefined_split=bool(split["predefined_split"]),
         )
         rows = _rows(data, opts)[2]
+    if model.family != "classifier" and isinstance(data, RoutingOutcomes):
+        scored = _scorable(data.select_experts(model.manifest.experts), rows, "evaluated")
+        if len(scored) < len(rows):
+            where += f" ({len(rows) - len(scored)} rows without every expert's outcome skipped)"
+        rows = scored
     subset = data.subset(rows)
     vectors = _embed(data, embedder, cache, model.embed_chars)[rows]
-    result: dict[str, Any] = {
-        "rows": len(rows),
-        "evaluated_on": "dev split" if len(rows) < len(data) else "all rows",
-    }
+    result: dict[str, Any] = {"rows": len(rows), "evaluated_on": where}
     if model.family == "classifier":
         labelled = subset.labelled() if isinstance(subset, RoutingOutcomes) else subset
         y = labelled.label_indices(model.manifest.labels)
@@ -361,8 +390,9 @@ def evaluate_baselines(
     CoE category map (fitted on the train rows, applied with the true category) as a curve."""
     options = options or TrainOptions()
     fit, val, dev = _rows(data, options)
+    dev = _scorable(data, dev, "dev")
     dev_data = data.subset(dev)
-    filled = dev_data.filled_scores()
+    filled = dev_data.scores
     result: dict[str, Any] = {
         "rows": len(dev),
         "cost_unit": data.cost_unit,

@@ -25,6 +25,7 @@ __all__ = [
     "data_dir",
     "embed",
     "embedder",
+    "in_sample_heads_ceiling",
     "plot_curves",
     "write_json",
 ]
@@ -46,6 +47,30 @@ def embedder() -> SentenceTransformerEmbedder:
 
 def embed(data: RoutingOutcomes | Any) -> np.ndarray:
     return EmbeddingCache().embed(embedder(), list(data.texts))
+
+
+def in_sample_heads_ceiling(
+    vectors: np.ndarray,
+    scores: np.ndarray,
+    decide_costs: np.ndarray,
+    realised_costs: np.ndarray,
+    budget: float,
+) -> dict[str, float]:
+    """Per-expert logistic heads fitted on the very rows they are scored on (L2 1e-4): the best
+    quality within `budget` that a linear router on these features could reach if it had seen
+    the questions it is tested on. A ceiling, not a result."""
+    from routers.scorers import HeadsScorer
+    from routers.selection import sweep
+
+    heads = HeadsScorer.fit(vectors, scores, l2=1e-4)
+    curve = sweep(heads.predict(vectors), decide_costs, scores, realised_costs=realised_costs)
+    within = [p for p in curve if p.cost <= budget]
+    best = max(within, key=lambda p: p.quality) if within else None
+    return {
+        "quality": best.quality if best else float("nan"),
+        "cost": best.cost if best else float("nan"),
+        "rows": len(scores),
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -152,6 +152,28 @@ def test_coe_map_respects_the_budget() -> None:
     assert np.allclose(best.expected_quality(probs), [[0.35, 0.9, 0.4]])
 
 
+def test_coe_map_treats_missing_outcomes_as_unknown_not_wrong() -> None:
+    labels = ["chemistry"] * 40 + ["law"] * 40
+    scores = np.full((80, 2), 0.5)  # a: right half the time everywhere
+    scores[:, 1] = np.nan  # b: measured on 10 chemistry questions (all right) ...
+    scores[:10, 1] = 1.0
+    scores[40:41, 1] = 1.0  # ... and on a single law question
+    costs = np.ones((80, 2))
+    coe = fit_coe_map(labels, scores, costs, ["a", "b"])
+    # counting the 30 unmeasured chemistry rows as failures would give b 0.25 and pick a
+    assert coe.as_dict()["chemistry"] == "b"
+    # one outcome is shrunk towards b's overall mean (1.0 here) by 5 pseudo-outcomes
+    assert coe.quality[coe.categories.index("chemistry"), 1] == pytest.approx(1.0)
+    sparse = scores.copy()
+    sparse[:10, 1] = 0.0
+    sparse[:2, 1] = 1.0  # b: 3 of 11 right overall, the law one among them
+    coe = fit_coe_map(labels, sparse, costs, ["a", "b"])
+    overall = 3 / 11
+    law = (1.0 + 5 * overall) / 6
+    assert coe.quality[coe.categories.index("law"), 1] == pytest.approx(law)
+    assert coe.as_dict() == {"chemistry": "a", "law": "a"}  # law: 0.45 < a's 0.5
+
+
 def test_sweep_decides_on_expected_costs_and_reports_realised_ones() -> None:
     quality = np.array([[0.5, 0.9], [0.5, 0.9]])
     expected = np.array([1.0, 2.0])

@@ -158,3 +158,23 @@ def test_baselines_on_the_dev_rows(routerbench_folder: Path) -> None:
     oracle = result["baselines"][-1]
     assert oracle["quality"] >= max(p["quality"] for p in result["baselines"])
     assert result["coe_map_true_category"]["curve"]
+
+
+def test_missing_outcomes_are_left_out_of_scoring(
+    tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
+) -> None:
+    data = load_outcomes(mmlu_pro_folder)
+    complete = set(data.complete_rows().tolist())
+    assert 0 < len(complete) < len(data)  # the sample keeps DeepSeek-Coder-V2's gaps
+    cache = EmbeddingCache(tmp_path / "c")
+    options = TrainOptions(dev_fraction=0.25, hyper={"l2": 1e-2})
+    result = train(data, "heads", tmp_path / "heads", embedder, options=options, cache=cache)
+    rows = result.metrics["rows"]
+    assert rows["dev"] == 28 and 0 < rows["dev_scored"] < rows["dev"]
+    again = evaluate(tmp_path / "heads", data, embedder, cache=cache)
+    assert again["rows"] == rows["dev_scored"]
+    assert "without every expert's outcome skipped" in again["evaluated_on"]
+    assert again["operating_point"] == result.metrics["operating_point"]
+    gaps = [i for i in range(len(data)) if i not in complete]
+    with pytest.raises(ValueError, match="no evaluated row has an outcome for every expert"):
+        evaluate(tmp_path / "heads", data.subset(gaps), embedder, cache=cache)
