@@ -7,7 +7,7 @@ on the other 80 % (its operating point chosen on a 20 % validation part of those
 query = active parameters (billions) of the model called (`model_params.csv`). A model with no
 recorded output for a question (DeepSeek-Coder-V2 on 1,332 of them, nearly all chemistry and
 engineering) has an unknown outcome there, not a wrong one: routers train on every outcome that
-exists, and routing is scored on the dev questions every model answered (1,659 of 1,926).
+exists, and routing is scored on the dev questions every model answered (1,647 of 1,926).
 Writes results/mmlu_pro.json and results/mmlu_pro.png.
 """
 
