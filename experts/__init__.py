@@ -21,13 +21,8 @@ from experts.errors import (
 )
 from experts.factory import build_expert
 from experts.openai import OpenAIExpert
-from experts.simulator import (
-    SimulatedExpert,
-    SimulatorConfig,
-    SimulatorStats,
-    create_simulator_app,
-    serve_simulator,
-)
+from experts.simulator import SimulatedExpert, SimulatorConfig, SimulatorStats
+from experts.simulator_app import create_simulator_app, serve_simulator
 from experts.vllm import VllmExpert
 
 __all__ = [

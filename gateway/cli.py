@@ -122,7 +122,8 @@ def simulate(
     failure_rate: float = 0.0,
 ) -> None:
     """Serve a vLLM-API SIMULATOR (no model: synthetic text) for load and fault tests."""
-    from experts.simulator import SimulatorConfig, serve_simulator
+    from experts.simulator import SimulatorConfig
+    from experts.simulator_app import serve_simulator
 
     sim = SimulatorConfig(
         model=model,

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from experts.simulator import SimulatorConfig, SimulatorStats, create_simulator_app
+from experts.simulator import SimulatorConfig, SimulatorStats
+from experts.simulator_app import create_simulator_app
 from registry.spec import ExpertKind, ExpertSpec
 from tests.servers import serve_in_thread
 

@@ -18,7 +18,8 @@ import pytest
 import yaml
 from fastapi import FastAPI
 
-from experts.simulator import SimulatorConfig, SimulatorStats, create_simulator_app
+from experts.simulator import SimulatorConfig, SimulatorStats
+from experts.simulator_app import create_simulator_app
 from gateway.app import create_app
 from gateway.settings import Settings, load_settings
 from routers.embedder import Embedder
