@@ -111,6 +111,9 @@ def train_command(
     seed: int = 0,
     dev_fraction: float = 0.2,
     predefined_split: Annotated[bool, typer.Option(help="Use the data's own split.")] = False,
+    missing_as_failure: Annotated[
+        bool, typer.Option(help="Count a missing outcome as a failure (default: unknown).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a router and write its artifact (manifest.json + weights.npz); print dev metrics."""
@@ -138,6 +141,7 @@ def train_command(
         cost_weight=cost_weight,
         top_k_mass=top_k_mass,
         predefined_split=predefined_split,
+        missing_as_failure=missing_as_failure,
     )
     try:
         result = train(

@@ -15,6 +15,7 @@ the split from the manifest and scores the dev rows only; on other data it score
 A missing outcome (no recorded score of an expert on a query) is unknown, not a failure: the
 scorers leave it out of their loss, the CoE table averages the observed outcomes, and curves,
 operating points and dev metrics are measured on the rows with every expert's outcome.
+`missing_as_failure` counts it as a score of 0 instead (sparse logs).
 
 Router kinds (`TrainKind`): classifiers `logistic`, `mlp`, `knn`, `centroid`, `hybrid`
 (embedding + TF-IDF) need labelled queries; `coe` (hybrid classifier + CoE map), `heads`, `mf`,
@@ -92,6 +93,9 @@ class TrainOptions:
     cost_weight: float | None = None
     top_k_mass: float = 0.0
     """Adaptive top-k mass stored in the artifact (0: one expert per query)."""
+    missing_as_failure: bool = False
+    """Count a missing outcome as a failure (score 0) when fitting and scoring, instead of
+    leaving it out: for sparse outcome logs in which few queries have every expert's outcome."""
     embed_chars: int | None = None
     """Embed only the first N characters of each query (training and routing alike): bounds
     the embedding latency of long queries; TF-IDF features still see the whole text."""
@@ -200,8 +204,7 @@ def _train_classifier(
 def _fit_scorer(
     kind: TrainKind, data: RoutingOutcomes, vectors: F32, rows: Ints, hyper: dict[str, float]
 ) -> Any:
-    scores = data.filled_scores() if hyper.get("missing_as_zero", 0.0) else data.scores
-    x, s = vectors[rows], scores[rows]
+    x, s = vectors[rows], data.scores[rows]
     if kind is TrainKind.HEADS:
         return HeadsScorer.fit(x, s, l2=hyper.get("l2", 1e-3))
     if kind is TrainKind.MF:
@@ -227,6 +230,8 @@ def _train_scorer(
     progress: Callable[[str], None],
 ) -> tuple[TrainedModel, dict[str, Any]]:
     fit, val, dev = _rows(data, options)
+    if options.missing_as_failure:
+        data = replace(data, scores=data.filled_scores())
     texts = list(data.texts)
     manifest = Manifest(kind=f"scorer/{kind.value}", embedder_id="", experts=data.experts)
     progress(f"fitting {kind.value} on {len(fit)} queries x {len(data.experts)} experts")
@@ -280,7 +285,8 @@ def _scorable(data: RoutingOutcomes, rows: Ints, what: str) -> Ints:
     if len(kept) == 0:
         raise ValueError(
             f"no {what} row has an outcome for every expert, so no routing decision can be "
-            "scored; give complete outcomes for at least some queries"
+            "scored; give complete outcomes for some queries, or count a missing outcome as a "
+            "failure (--missing-as-failure)"
         )
     return kept
 
@@ -335,6 +341,7 @@ def train(
             "hyper": dict(options.hyper),
             "data": data.name,
             "embed_chars": options.embed_chars,
+            "missing_as_failure": options.missing_as_failure,
         },
         metrics=metrics,
     )
@@ -363,6 +370,8 @@ def evaluate(
             predefined_split=bool(split["predefined_split"]),
         )
         rows = _rows(data, opts)[2]
+    if model.manifest.params.get("missing_as_failure") and isinstance(data, RoutingOutcomes):
+        data = replace(data, scores=data.filled_scores())
     if model.family != "classifier" and isinstance(data, RoutingOutcomes):
         scored = _scorable(data.select_experts(model.manifest.experts), rows, "evaluated")
         if len(scored) < len(rows):

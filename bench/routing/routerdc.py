@@ -66,7 +66,7 @@ def main() -> None:
     vectors = embed(data)
     split = np.array(data.split)
     runs = {
-        "per-expert logistic heads": ("heads", {"l2": 1e-3, "missing_as_zero": 1.0}),
+        "per-expert logistic heads": ("heads", {"l2": 1e-3}),
         "matrix factorisation (rank 8)": ("mf", {"rank": 8, "l2": 1e-3}),
         "kNN outcome scorer (k=50)": ("knn-scorer", {"k": 50, "tau": 0.05}),
         "CoE: task classifier -> task x expert table": ("coe", {}),

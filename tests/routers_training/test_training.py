@@ -178,3 +178,8 @@ def test_missing_outcomes_are_left_out_of_scoring(
     gaps = [i for i in range(len(data)) if i not in complete]
     with pytest.raises(ValueError, match="no evaluated row has an outcome for every expert"):
         evaluate(tmp_path / "heads", data.subset(gaps), embedder, cache=cache)
+    # sparse logs: counting a missing outcome as a failure scores every row again
+    failure = TrainOptions(dev_fraction=0.25, missing_as_failure=True, hyper={"l2": 1e-2})
+    result = train(data, "heads", tmp_path / "h0", embedder, options=failure, cache=cache)
+    assert result.metrics["rows"]["dev_scored"] == 28
+    assert evaluate(tmp_path / "h0", data.subset(gaps), embedder, cache=cache)["rows"] == len(gaps)
