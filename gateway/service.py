@@ -16,8 +16,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio.to_thread
 
@@ -34,6 +35,7 @@ __all__ = ["ChatService", "OpenStream", "Plan"]
 log = logging.getLogger("coe.chat")
 
 PINNED = "pinned"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,52 +120,51 @@ class ChatService:
     async def complete(self, body: ChatCompletionRequest, plan: Plan) -> tuple[str, ChatResult]:
         """A whole answer from the first candidate that gives one."""
         request = self.expert_request(body, plan)
-        last: ExpertError | None = None
-        for attempt, name in enumerate(plan.candidates):
-            if attempt:
-                self.metrics.fallbacks.labels("expert_failed").inc()
-            started = time.perf_counter()
-            try:
-                async with self.pool.lease(name) as expert:
-                    result = await expert.chat(request)
-            except UpstreamRejected as exc:
-                self._observe(name, plan, exc.status, started, stream=False)
-                raise
-            except ExpertError as exc:
-                last = self._failed(name, plan, exc, started, stream=False)
-                continue
+
+        async def attempt(name: str, started: float) -> tuple[str, ChatResult]:
+            async with self.pool.lease(name) as expert:
+                result = await expert.chat(request)
             self.pool.record(name, None)
             self._observe(name, plan, 200, started, stream=False)
             return name, result
-        assert last is not None
-        raise last
+
+        return await self._first_success(plan, attempt, stream=False)
 
     async def open_stream(self, body: ChatCompletionRequest, plan: Plan) -> OpenStream:
         """Open a stream on the first candidate that yields a first delta."""
         request = self.expert_request(body, plan)
-        last: ExpertError | None = None
-        for attempt, name in enumerate(plan.candidates):
-            if attempt:
-                self.metrics.fallbacks.labels("expert_failed").inc()
-            started = time.perf_counter()
+
+        async def attempt(name: str, started: float) -> OpenStream:
             stack = contextlib.AsyncExitStack()
             try:
                 expert = await stack.enter_async_context(self.pool.lease(name))
                 rest = await stack.enter_async_context(contextlib.aclosing(expert.stream(request)))
                 first = await anext(rest, ChatDelta(finish_reason="stop"))
-            except UpstreamRejected as exc:
-                await stack.aclose()
-                self._observe(name, plan, exc.status, started, stream=True)
-                raise
-            except ExpertError as exc:
-                await stack.aclose()
-                last = self._failed(name, plan, exc, started, stream=True)
-                continue
             except BaseException:
                 await stack.aclose()
                 raise
             self.metrics.ttft.labels(name, plan.category).observe(time.perf_counter() - started)
             return OpenStream(name, first, rest, stack, started)
+
+        return await self._first_success(plan, attempt, stream=True)
+
+    async def _first_success(
+        self, plan: Plan, attempt: Callable[[str, float], Awaitable[T]], *, stream: bool
+    ) -> T:
+        """`attempt(name, started)` on each candidate in turn until one succeeds. A failure
+        before the first byte moves on; the upstream's rejection of the request (4xx) is final."""
+        last: ExpertError | None = None
+        for index, name in enumerate(plan.candidates):
+            if index:
+                self.metrics.fallbacks.labels("expert_failed").inc()
+            started = time.perf_counter()
+            try:
+                return await attempt(name, started)
+            except UpstreamRejected as exc:
+                self._observe(name, plan, exc.status, started, stream=stream)
+                raise
+            except ExpertError as exc:
+                last = self._failed(name, plan, exc, started, stream=stream)
         assert last is not None
         raise last
 
