@@ -178,19 +178,19 @@ def eval_command(
     if (artifact is None) == (not baselines):
         typer.echo("error: give --artifact A or --baselines", err=True)
         raise typer.Exit(2)
-    if baselines:
-        options = TrainOptions(seed=seed, dev_fraction=dev_fraction)
-        metrics = evaluate_baselines(_load(data, outcomes=True), options)
-    else:
-        assert artifact is not None
-        try:
+    try:
+        if baselines:
+            options = TrainOptions(seed=seed, dev_fraction=dev_fraction)
+            metrics = evaluate_baselines(_load(data, outcomes=True), options)
+        else:
+            assert artifact is not None
             scorer = read_manifest(artifact).kind.startswith("scorer/")
             metrics = evaluate(
                 artifact, _load(data, outcomes=scorer), _embedder(), cache=EmbeddingCache()
             )
-        except (ArtifactError, ValueError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+    except (ArtifactError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if out_dir is not None:
         _write(out_dir, metrics)
     _emit(metrics, as_json)

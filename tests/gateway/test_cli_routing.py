@@ -129,6 +129,19 @@ def test_bad_invocations_exit_2_with_a_reason(args: list[str], message: str) -> 
     assert result.exit_code == 2 and message in result.output
 
 
+def test_baselines_on_outcomes_without_a_complete_row_exit_2(tmp_path: Path) -> None:
+    data = tmp_path / "sparse.jsonl"
+    rows = [
+        {"text": f"question {i}", "scores": {"a" if i % 2 else "b": 1.0}, "costs": {"a": 1, "b": 2}}
+        for i in range(20)
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = runner.invoke(app, ["eval", "--baselines", "--data", str(data)])
+    assert result.exit_code == 2
+    assert "no dev row has an outcome for every expert" in result.output
+    assert "--missing-as-failure" in result.output
+
+
 @pytest.fixture
 def trained_gateway(
     classifier: tuple[Path, dict[str, Any]], tmp_path: Path, embedder: Embedder
