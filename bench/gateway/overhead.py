@@ -112,6 +112,7 @@ async def load(url: str, model: str, n: int, concurrency: int, stream: bool) -> 
         "errors": errors,
         "throughput_rps": n / wall,
         "p50_ms": 1000 * statistics.median(latencies),
+        "p95_ms": 1000 * latencies[int(0.95 * (len(latencies) - 1))],
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
     }
 
