@@ -76,6 +76,13 @@ def _emit(metrics: dict[str, Any], as_json: bool) -> None:
         typer.echo(f"\n{'':36} {'mean cost':>12} {'quality':>9}")
         for label, point in points:
             typer.echo(f"{label[:36]:36} {point['cost']:>12.6g} {point['quality']:>9.4f}")
+    if "val_operating_point" in metrics:
+        val = metrics["val_operating_point"]
+        typer.echo(
+            f"{'chosen on val (' + str(val['rows']) + ' rows)':36}"
+            f" {val['cost']:>12.6g} {val['quality']:>9.4f}"
+            f"   (standard errors: cost {val['cost_se']:.3g}, quality {val['quality_se']:.3g})"
+        )
     for name in ("aiq", "apgr", "cpt50_cost", "cpt80_cost"):
         for scope, holder in (
             ("router", metrics),

@@ -4,6 +4,8 @@
     sweep(q, c, scores)          the quality-cost curve over a grid of lam (one CurvePoint each)
     operating_point(curve, ...)  the lam meeting --max-cost (best quality within it) or
                                  --min-quality (cheapest reaching it), picked on dev data
+    constrained_point(q, c, s)   operating_point over the sweep, then over a fine grid between
+                                 the two grid weights that bracket the constraint
     adaptive_top_k(p, mass)      experts in order of probability until their cumulative
                                  probability reaches `mass` (1 for easy queries, several for hard)
 
@@ -23,6 +25,7 @@ from routers.evaluation import CurvePoint, routed_point
 __all__ = [
     "adaptive_top_k",
     "choose",
+    "constrained_point",
     "cost_weight_grid",
     "operating_point",
     "sweep",
@@ -101,6 +104,42 @@ def operating_point(
         best = max(p.quality for p in curve)
         raise ValueError(f"no operating point reaches quality {min_quality:g} (best: {best:g})")
     return min(reaching, key=lambda p: (p.cost, -p.quality))
+
+
+def constrained_point(
+    quality: Floats,
+    costs: Floats,
+    scores: Floats,
+    *,
+    max_cost: float | None = None,
+    min_quality: float | None = None,
+    realised_costs: Floats | None = None,
+    refine: int = 48,
+) -> CurvePoint:
+    """`operating_point` on the sweep of `quality`, refined between grid weights.
+
+    Many queries can switch expert between two neighbouring weights of the coarse grid (with
+    one expensive expert, cost may jump from 17 % to 35 % of it in one step), so the best point
+    of the grid can sit well inside the constraint. The interval between the chosen weight and
+    its neighbour on the far side of the constraint is swept again at `refine` log-spaced
+    weights, and the best point of both sweeps is returned. Raises ValueError as
+    `operating_point` does.
+    """
+    weights = cost_weight_grid(costs)
+    curve = sweep(quality, costs, scores, weights, realised_costs=realised_costs)
+    point = operating_point(curve, max_cost=max_cost, min_quality=min_quality)
+    i = next(k for k, p in enumerate(curve) if p is point)
+    # max_cost: the smaller (costlier) neighbour broke the budget; min_quality: the larger one
+    # (cheaper) fell short of the quality
+    j = i - 1 if max_cost is not None else i + 1
+    if refine <= 0 or not 0 <= j < len(weights):
+        return point
+    lo, hi = sorted((float(weights[i]), float(weights[j])))
+    lo = lo if lo > 0 else hi * 1e-3
+    fine = sweep(
+        quality, costs, scores, np.geomspace(lo, hi, refine), realised_costs=realised_costs
+    )
+    return operating_point([*curve, *fine], max_cost=max_cost, min_quality=min_quality)
 
 
 def adaptive_top_k(probs: Floats, mass: float, *, max_k: int | None = None) -> Ints:

@@ -55,12 +55,13 @@ from routers.metrics_report import (
     point_json,
 )
 from routers.scorers import HeadsScorer, KnnScorer, MfScorer
-from routers.selection import operating_point, sweep
+from routers.selection import choose, constrained_point
 from routers.trained import Selection, TrainedModel, load_model, save_model
 
 __all__ = ["TrainKind", "TrainOptions", "TrainResult", "evaluate", "evaluate_baselines", "train"]
 
 F32 = npt.NDArray[np.float32]
+Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
 
@@ -212,14 +213,38 @@ def _fit_scorer(
     return KnnScorer.fit(x, s, k=int(hyper.get("k", 50)), tau=hyper.get("tau", 0.05))
 
 
-def _operating(curve: list[Any], options: TrainOptions) -> float:
+def _operating(
+    quality: Floats, costs: Floats, scores: Floats, realised: Floats, options: TrainOptions
+) -> tuple[float, dict[str, Any]]:
+    """The cost weight meeting the options' constraint on the val rows, and what it gives
+    there: mean quality and cost with their standard errors (what to expect on new data)."""
+    weight = 0.0
     if options.cost_weight is not None:
-        return options.cost_weight
-    if options.max_cost is None and options.min_quality is None:
-        return 0.0
-    point = operating_point(curve, max_cost=options.max_cost, min_quality=options.min_quality)
-    assert point.param is not None
-    return point.param
+        weight = options.cost_weight
+    elif options.max_cost is not None or options.min_quality is not None:
+        point = constrained_point(
+            quality,
+            costs,
+            scores,
+            max_cost=options.max_cost,
+            min_quality=options.min_quality,
+            realised_costs=realised,
+        )
+        assert point.param is not None
+        weight = point.param
+    rows = np.arange(len(quality))
+    chosen = choose(quality, costs, weight)
+    got = np.nan_to_num(scores[rows, chosen], nan=0.0)
+    paid = realised[rows, chosen]
+    root_n = np.sqrt(max(len(rows), 1))
+    estimate = {
+        "rows": len(rows),
+        "quality": float(got.mean()),
+        "quality_se": float(got.std() / root_n),
+        "cost": float(paid.mean()),
+        "cost_se": float(paid.std() / root_n),
+    }
+    return weight, estimate
 
 
 def _train_scorer(
@@ -257,18 +282,19 @@ def _train_scorer(
     # a routing decision can only be scored where every expert's outcome is known
     val_scored, dev_scored = _scorable(data, val, "val"), _scorable(data, dev, "dev")
     val_texts = [texts[i] for i in val_scored]
-    val_curve = sweep(
+    weight, estimate = _operating(
         model.expert_quality(val_texts, vectors[val_scored]),
         costs,
         data.scores[val_scored],
-        realised_costs=data.costs[val_scored],
+        data.costs[val_scored],
+        options,
     )
-    weight = _operating(val_curve, options)
     model = replace(model, selection=Selection(cost_weight=weight, top_k_mass=options.top_k_mass))
     progress(f"cost weight {weight:g}; evaluating on {len(dev_scored)} dev queries")
     metrics = outcome_metrics(
         model, data.subset(dev_scored), vectors[dev_scored], train=data.subset(fit)
     )
+    metrics["val_operating_point"] = estimate
     metrics["rows"] = {
         "fit": len(fit),
         "val": len(val),

@@ -15,7 +15,7 @@ from routers.classifiers import (
 )
 from routers.coe_map import fit_coe_map
 from routers.scorers import HeadsScorer, KnnScorer, MfScorer
-from routers.selection import adaptive_top_k, choose, operating_point, sweep
+from routers.selection import adaptive_top_k, choose, constrained_point, operating_point, sweep
 from routers.text_features import TfidfVocabulary, sparse_matrix
 from tests.routers_training.conftest import clusters
 
@@ -123,6 +123,24 @@ def test_operating_point_for_max_cost_and_min_quality() -> None:
         operating_point(curve, max_cost=0.5)
     with pytest.raises(ValueError, match="exactly one"):
         operating_point(curve)
+
+
+def test_constrained_point_refines_between_grid_weights() -> None:
+    # 200 queries whose quality gaps lie in a band narrower than one step of the coarse grid:
+    # the grid goes from (nearly) every query on the expensive expert to none in one step
+    gap = np.linspace(0.50, 0.56, 200)
+    quality = np.stack([np.full(200, 0.2), 0.2 + gap], axis=1)
+    scores = np.stack([np.zeros(200), np.ones(200)], axis=1)
+    costs = np.array([1.0, 10.0])
+    coarse = operating_point(sweep(quality, costs, scores), max_cost=5.5)
+    fine = constrained_point(quality, costs, scores, max_cost=5.5)
+    assert fine.cost <= 5.5 and fine.cost > 5.0 and fine.cost > coarse.cost + 1.0
+    assert fine.quality > coarse.quality
+    cheapest = constrained_point(quality, costs, scores, min_quality=0.5)
+    assert 0.5 <= cheapest.quality < 0.55 and cheapest.cost < 6.0
+    assert constrained_point(quality, costs, scores, max_cost=5.5, refine=0) == coarse
+    with pytest.raises(ValueError, match="no operating point costs"):
+        constrained_point(quality, costs, scores, max_cost=0.5)
 
 
 def test_adaptive_top_k() -> None:

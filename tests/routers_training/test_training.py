@@ -86,6 +86,9 @@ def test_scorer_train_picks_an_operating_point_within_budget(
     assert {"aiq", "curve", "baselines", "operating_point", "coe_map_true_category"} <= set(metrics)
     weight = metrics["operating_point"]["param"]
     assert weight > 0  # the budget is binding: cost is traded against quality
+    chosen_on = metrics["val_operating_point"]  # where the weight was picked: within budget
+    assert chosen_on["rows"] == metrics["rows"]["val_scored"] and chosen_on["cost"] <= 20.0
+    assert 0 < chosen_on["cost_se"] < chosen_on["cost"] and 0 < chosen_on["quality_se"] < 0.5
     model = load_model(out)
     assert model.selection.cost_weight == weight and len(model.manifest.experts) == 27
     table = ExpertTable(
