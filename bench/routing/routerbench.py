@@ -94,7 +94,7 @@ def answer_cascade_ceiling(data: RoutingOutcomes, dev: np.ndarray) -> dict[str, 
         return re.sub(r"\d+", lambda m: names[m.group(0)], policy)
 
     return {
-        "dev_accuracy": best_q,
+        "dev_accuracy": float(best_q),
         "dev_cost_share_of_gpt4": sum(p[1] for p in best_pick),
         "gpt4_dev_accuracy": float(sub.scores[:, g].mean()),
         "policies": {task: readable(p[2]) for task, p in zip(per_task, best_pick, strict=True)},
