@@ -120,9 +120,9 @@ def constrained_point(
 
     Many queries can switch expert between two neighbouring weights of the coarse grid (a
     RouterBench scorer's out-of-fold curve went from 17 % to 35 % of GPT-4's cost in one step),
-    so the best point of the grid can sit well inside the constraint. The interval between the chosen weight and
-    its neighbour on the far side of the constraint is swept again at `refine` log-spaced
-    weights, and the best point of both sweeps is returned. Raises ValueError as
+    so the best point of the grid can sit well inside the constraint. The interval between the
+    chosen weight and its neighbour on the far side of the constraint is swept again at
+    `refine` log-spaced weights, and the best point of both sweeps is returned. Raises ValueError as
     `operating_point` does.
     """
     weights = cost_weight_grid(costs)
