@@ -102,6 +102,15 @@ def our_win_rates(bench: str, dev: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Key-wise mean of `summary` dicts (a CPT that some run never reaches is left out)."""
+    out: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs if r[key] is not None]
+        out[key] = float(np.mean(values)) if values else None
+    return out
+
+
 def score(folder: Path) -> None:
     ours = json.loads((RESULTS / "routellm.json").read_text())
     peer_meta = json.loads((folder / "peer.json").read_text())
@@ -109,26 +118,34 @@ def score(folder: Path) -> None:
     for bench in BENCHES:
         scores = np.load(folder / f"{bench}_scores.npy")
         dev = np.array(json.loads((folder / f"{bench}_split.json").read_text())["dev"])
-        win = np.load(folder / f"{bench}_peer_dev_winrate.npy")
-        share, quality = curve(win, scores[dev])
-        peer = summary(share, quality, scores[dev])
+        per_seed = {
+            str(seed): summary(
+                *curve(np.load(folder / f"{bench}_peer_dev_winrate_seed{seed}.npy"), scores[dev]),
+                scores[dev],
+            )
+            for seed in peer_meta["peer"]["seeds"]
+        }
+        peer = _mean(list(per_seed.values()))
         rng = np.random.default_rng(0)
-        random_share, random_quality = curve(rng.random(len(dev)), scores[dev])
+        random = _mean(
+            [summary(*curve(rng.random(len(dev)), scores[dev]), scores[dev]) for _ in range(200)]
+        )
         mine = {
             name: summary(*curve(w, scores[dev]), scores[dev])
             for name, w in our_win_rates(bench, dev).items()
         }
         payload[bench] = {
             "dev_rows": len(dev),
-            "routellm_mf_peer": {**peer, **peer_meta[bench]},
-            "random_order": summary(random_share, random_quality, scores[dev]),
+            "routellm_mf_peer": {**peer, "per_seed": per_seed, **peer_meta[bench]},
+            "random_order_mean_of_200": random,
             "ours": mine,
             "published_routellm": ours["published_routellm"][bench],
         }
         line = ", ".join(f"{n} {r['apgr']:.3f}" for n, r in payload[bench]["ours"].items())
-        print(f"{bench}: RouteLLM MF (peer) APGR {peer['apgr']:.3f}; ours: {line}")
+        seeds = " / ".join(f"{r['apgr']:.3f}" for r in per_seed.values())
+        print(f"{bench}: RouteLLM MF (peer) APGR {peer['apgr']:.3f} (seeds {seeds}); {line}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(payload, indent=1) + "\n")
+    OUT.write_text(json.dumps(payload, indent=1, default=float) + "\n")
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ RouteLLM's pairwise samples from the fit rows (exactly one model right: it wins;
 as `train_matrix_factorization.py` filters them), trains `MFModel_Train` with `train_loops` and
 the hyper-parameters of that script's `__main__` (dim 128, batch 64, 100 epochs, noise alpha
 0.1, Adam lr 3e-4, weight decay 1e-5; projection on), with the val rows as its test set, on the
-CPU. Writes DIR/<bench>_peer_dev_winrate.npy (P(GPT-4 beats Mixtral) per dev row) and
-DIR/peer.json.
+CPU, once per seed in SEEDS. Writes DIR/<bench>_peer_dev_winrate_seed<S>.npy (P(GPT-4 beats
+Mixtral) per dev row) and DIR/peer.json.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 BENCHES = ("mmlu", "gsm8k")
 STRONG, WEAK = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"  # RouteLLM's MODEL_IDS names
 HYPER = {"dim": 128, "batch_size": 64, "num_epochs": 100, "alpha": 0.1, "lr": 3e-4, "wd": 1e-5}
+SEEDS = (42, 43, 44)  # 42 is the script's own; two more show how much a seed moves the result
 
 
 def pairs(scores: np.ndarray, rows: list[int]) -> list[dict[str, Any]]:
@@ -45,7 +46,7 @@ def pairs(scores: np.ndarray, rows: list[int]) -> list[dict[str, Any]]:
     return out
 
 
-def run(folder: Path, bench: str) -> dict[str, Any]:
+def run(folder: Path, bench: str, seed: int) -> dict[str, Any]:
     import torch
     from routellm.routers.matrix_factorization.model import (  # type: ignore[import-not-found]
         MODEL_IDS,
@@ -61,7 +62,7 @@ def run(folder: Path, bench: str) -> dict[str, Any]:
     scores = np.load(folder / f"{bench}_scores.npy")
     rows = json.loads((folder / f"{bench}_split.json").read_text())
     train_pairs, val_pairs = pairs(scores, rows["fit"]), pairs(scores, rows["val"])
-    torch.manual_seed(42)
+    torch.manual_seed(seed)
     net = MFModel_Train(
         dim=HYPER["dim"],
         num_models=len(MODEL_IDS),
@@ -89,8 +90,8 @@ def run(folder: Path, bench: str) -> dict[str, Any]:
     with torch.no_grad():
         logits = net(strong, weak, dev, test=True)
     win = torch.sigmoid(logits).numpy().astype(np.float64)
-    np.save(folder / f"{bench}_peer_dev_winrate.npy", win)
-    print(f"{bench}: {len(train_pairs)} train pairs, {len(val_pairs)} val pairs, {seconds:.0f} s")
+    np.save(folder / f"{bench}_peer_dev_winrate_seed{seed}.npy", win)
+    print(f"{bench} seed {seed}: {len(train_pairs)} / {len(val_pairs)} pairs, {seconds:.0f} s")
     return {"train_pairs": len(train_pairs), "val_pairs": len(val_pairs), "train_seconds": seconds}
 
 
@@ -101,11 +102,13 @@ def main() -> None:
             "routellm": version("routellm"),
             "torch": version("torch"),
             "hyper": HYPER,
+            "seeds": list(SEEDS),
             "embedding": "all-MiniLM-L6-v2 (ours) instead of OpenAI text-embedding-3-small",
         }
     }
     for bench in BENCHES:
-        meta[bench] = run(folder, bench)
+        runs = [run(folder, bench, seed) for seed in SEEDS]
+        meta[bench] = {**runs[0], "train_seconds": [r["train_seconds"] for r in runs]}
     (folder / "peer.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
