@@ -222,6 +222,45 @@ def fixed_set_oracle(data: RoutingOutcomes, dev: np.ndarray, top: int = 5) -> li
     ]
 
 
+def learned_answer_picker(
+    data: RoutingOutcomes, preds: dict[str, dict[str, str]], dev: np.ndarray
+) -> dict[str, Any]:
+    """Call DeepSeek-Coder-V2 and Llama-3.1-8B-Instruct (29 B) on every query, the best pair
+    of `fixed_set_oracle`; where their letters differ, a logistic regression fitted on the
+    scored train rows (features: MiniLM embedding, one-hot category, log output lengths, empty
+    answers) decides whether to take Llama's. Its threshold is picked on dev (optimistic)."""
+    from sklearn.linear_model import LogisticRegression
+
+    assert data.labels is not None
+    a, b = "DeepSeek-Coder-V2", "Meta-Llama-3_1-8B-Instruct"
+    ia, ib = data.experts.index(a), data.experts.index(b)
+    letters = np.array([[preds[i][f"{m}|pred"] for m in (a, b)] for i in data.ids])
+    chars = np.array([[float(preds[i][f"{m}|out_chars"] or 0) for m in (a, b)] for i in data.ids])
+    cats = sorted(set(data.labels))
+    onehot = np.eye(len(cats))[[cats.index(label) for label in data.labels]]
+    features = np.hstack([embed(data), onehot, np.log1p(chars), letters == ""])
+    differ = letters[:, 0] != letters[:, 1]
+    train_rows = np.setdiff1d(data.complete_rows(), dev)
+    fit = train_rows[differ[train_rows]]
+    s = data.scores
+    model = LogisticRegression(C=1.0, max_iter=2000)
+    model.fit(features[fit], (s[fit, ib] > s[fit, ia]).astype(int))
+    take_b = model.predict_proba(features[dev])[:, 1]
+    best = max(
+        (float(np.where(differ[dev] & (take_b > t), s[dev, ib], s[dev, ia]).mean()), float(t))
+        for t in np.linspace(0.05, 0.95, 19)
+    )
+    return {
+        "models": [a, b],
+        "avg_active_params_b": float(data.costs[0, ia] + data.costs[0, ib]),
+        "dev_accuracy": best[0],
+        "threshold_picked_on_dev": best[1],
+        "dev_accuracy_first_model_alone": float(s[dev, ia].mean()),
+        "dev_accuracy_perfect_picker": float(np.maximum(s[dev, ia], s[dev, ib]).mean()),
+        "train_rows_where_they_differ": len(fit),
+    }
+
+
 def answer_fusion_reference(data: RoutingOutcomes) -> dict[str, Any]:
     """Not routing: what calling several models and voting on their answer letters would give
     (upper reference for fusion; needs every called model's output)."""
@@ -268,6 +307,7 @@ def answer_fusion_reference(data: RoutingOutcomes) -> dict[str, Any]:
     }
     result["cascade"] = agreement_cascade(data, preds, answers, dev)
     result["fixed_set_oracle_within_budget"] = fixed_set_oracle(data, dev)
+    result["learned_answer_picker"] = learned_answer_picker(data, preds, dev)
     return result
 
 
