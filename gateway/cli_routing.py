@@ -139,6 +139,14 @@ def train_command(
     if sum(v is not None for v in (max_cost, min_quality, cost_weight)) > 1:
         typer.echo("error: give at most one of --max-cost, --min-quality, --cost-weight", err=True)
         raise typer.Exit(2)
+    if kind.needs_outcomes and data.is_file() and data.suffix != ".csv" and _has_label(data):
+        typer.echo(
+            f"error: router kind {kind.value!r} learns from routing outcomes (a score per "
+            f"expert for each query), but {data} holds labelled queries (text, label); "
+            "train a classifier on it (logistic, mlp, knn, centroid, hybrid)",
+            err=True,
+        )
+        raise typer.Exit(2)
     dataset = _load(data, outcomes=kind.needs_outcomes)
     options = TrainOptions(
         dev_fraction=dev_fraction,

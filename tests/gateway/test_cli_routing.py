@@ -129,6 +129,26 @@ def test_bad_invocations_exit_2_with_a_reason(args: list[str], message: str) -> 
     assert result.exit_code == 2 and message in result.output
 
 
+def test_a_scorer_refuses_labelled_queries_with_what_to_do(tmp_path: Path) -> None:
+    data = tmp_path / "labelled.jsonl"
+    data.write_text('{"text": "integrate x^2", "label": "math"}\n')
+    result = runner.invoke(
+        app, ["train", "--data", str(data), "--router", "heads", "--out", str(tmp_path / "a")]
+    )
+    assert result.exit_code == 2
+    assert "holds labelled queries" in result.output and "logistic" in result.output
+    assert not (tmp_path / "a").exists()
+
+
+def test_train_table_shows_where_the_operating_point_was_chosen(tmp_path: Path) -> None:
+    args = ["train", "--data", str(ROUTERBENCH), "--router", "heads", "--max-cost", "0.002"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "rb")])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("chosen on val"))
+    cost = float(row.split(")")[1].split()[0])  # "chosen on val (N rows)  COST  QUALITY ..."
+    assert 0 < cost <= 0.002 and "standard errors" in row
+
+
 def test_baselines_on_outcomes_without_a_complete_row_exit_2(tmp_path: Path) -> None:
     data = tmp_path / "sparse.jsonl"
     rows = [
