@@ -32,6 +32,13 @@ def _load(path: Path, *, outcomes: bool) -> Any:
     """Routing outcomes, or labelled queries (a file of either, or a shared-data folder)."""
     from routers.datasets import DatasetError, load_labelled, load_outcomes
 
+    if outcomes and _labelled_only(path):
+        typer.echo(
+            f"error: {path} holds labelled queries (text, label), not routing outcomes "
+            "(a score per expert for each query)",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
         if outcomes or path.suffix == ".csv" or (path.is_file() and not _has_label(path)):
             return load_outcomes(path)
@@ -41,16 +48,32 @@ def _load(path: Path, *, outcomes: bool) -> Any:
         raise typer.Exit(2) from None
 
 
-def _has_label(path: Path) -> bool:
-    """Whether a JSONL file's first record has a `label` (labelled queries, not outcomes)."""
+def _first_record(path: Path) -> dict[str, Any] | None:
+    """A JSONL file's first record; None when it has none or it is not a JSON object (the
+    loaders then name the bad line)."""
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
                 try:
-                    return "label" in json.loads(line)
+                    record = json.loads(line)
                 except json.JSONDecodeError:
-                    return True  # let the labelled loader name the bad line
-    return True
+                    return None
+                return record if isinstance(record, dict) else None
+    return None
+
+
+def _has_label(path: Path) -> bool:
+    """Whether a JSONL file's first record has a `label` (labelled queries, not outcomes)."""
+    record = _first_record(path)
+    return record is None or "label" in record
+
+
+def _labelled_only(path: Path) -> bool:
+    """A JSONL file of labelled queries without scores (no routing outcomes in it)."""
+    if not path.is_file() or path.suffix == ".csv":
+        return False
+    record = _first_record(path)
+    return record is not None and "label" in record and "scores" not in record
 
 
 def _embedder() -> Any:
@@ -139,7 +162,7 @@ def train_command(
     if sum(v is not None for v in (max_cost, min_quality, cost_weight)) > 1:
         typer.echo("error: give at most one of --max-cost, --min-quality, --cost-weight", err=True)
         raise typer.Exit(2)
-    if kind.needs_outcomes and data.is_file() and data.suffix != ".csv" and _has_label(data):
+    if kind.needs_outcomes and _labelled_only(data):
         typer.echo(
             f"error: router kind {kind.value!r} learns from routing outcomes (a score per "
             f"expert for each query), but {data} holds labelled queries (text, label); "

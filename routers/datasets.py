@@ -194,7 +194,11 @@ class RoutingOutcomes:
 
     def labelled(self) -> LabelledQueries:
         if self.labels is None:
-            raise DatasetError(f"{self.name}: these outcomes carry no labels")
+            raise DatasetError(
+                f"{self.name}: these outcomes carry no category labels; give each query a "
+                "`label` (JSONL field or CSV column) to train or score a category classifier "
+                "or the coe router on them"
+            )
         return LabelledQueries(self.texts, self.labels, self.ids, self.name)
 
     def data_hash(self) -> str:

@@ -93,7 +93,14 @@ class TfidfVocabulary:
             sublinear_tf=True,
             dtype=np.float32,
         )
-        vectorizer.fit(list(texts))
+        try:
+            vectorizer.fit(list(texts))
+        except ValueError as exc:  # scikit-learn: "After pruning, no terms remain ..."
+            raise ValueError(
+                f"no {analyzer} n-gram occurs in {min_df} or more of the {len(texts)} training "
+                "queries, so the TF-IDF vocabulary is empty: give more queries, or train a "
+                "classifier on embeddings only (logistic, mlp, knn, centroid)"
+            ) from exc
         terms = [""] * len(vectorizer.vocabulary_)
         for term, i in vectorizer.vocabulary_.items():
             terms[i] = term

@@ -138,6 +138,8 @@ def test_a_scorer_refuses_labelled_queries_with_what_to_do(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert "holds labelled queries" in result.output and "logistic" in result.output
     assert not (tmp_path / "a").exists()
+    baselines = runner.invoke(app, ["eval", "--baselines", "--data", str(data)])
+    assert baselines.exit_code == 2 and "not routing outcomes" in baselines.output
 
 
 def test_train_table_shows_where_the_operating_point_was_chosen(tmp_path: Path) -> None:

@@ -60,6 +60,11 @@ def test_tfidf_matches_scikit_learn() -> None:
         assert np.allclose(got, ref.transform(new).toarray(), atol=1e-6)
 
 
+def test_tfidf_on_too_few_queries_says_what_to_do() -> None:
+    with pytest.raises(ValueError, match="TF-IDF vocabulary is empty: give more queries"):
+        TfidfVocabulary.fit(["integrate x", "fall of rome"], "word", (1, 2), min_df=2)
+
+
 def test_hybrid_classifier_uses_words_and_round_trips() -> None:
     texts = [f"{w} question number {i}" for i in range(30) for w in ("tort", "enzyme")]
     y = np.array([0, 1] * 30, dtype=np.int64)
