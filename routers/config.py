@@ -9,7 +9,7 @@ import enum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["EmbedderBackend", "EmbedderConfig", "RouterConfig", "RouterKind"]
 
@@ -87,3 +87,19 @@ class RouterConfig(BaseModel):
         description="A `coe train` artifact directory: when set it replaces `kind` and is "
         "re-read when it changes (no restart).",
     )
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact_exists(cls, value: Path | None) -> Path | None:
+        """Refuse at start-up a path that holds no readable artifact manifest (the weights are
+        checked when the router loads them)."""
+        if value is None:
+            return None
+        from routers.artifact import ArtifactError, read_manifest
+
+        path = value.expanduser()
+        try:
+            read_manifest(path)
+        except ArtifactError as exc:
+            raise ValueError(str(exc)) from None
+        return path

@@ -76,3 +76,13 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(_write(tmp_path, "server: [unclosed\n"))
+
+
+def test_router_artifact_must_be_an_artifact(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match=r"router\.artifact.*no manifest\.json"):
+        load_settings(_write(tmp_path, f"router:\n  artifact: {empty}\n"))
+    (empty / "manifest.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"router\.artifact.*unreadable"):
+        load_settings(_write(tmp_path, f"router:\n  artifact: {empty}\n"))
