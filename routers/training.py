@@ -410,7 +410,12 @@ def evaluate(
         labelled = subset.labelled() if isinstance(subset, RoutingOutcomes) else subset
         y = labelled.label_indices(model.manifest.labels)
         logits = np.log(np.maximum(model.category_probs(list(labelled.texts), vectors), 1e-300))
-        result.update(classification_metrics(logits, y, model.manifest.labels, 1.0))
+        metrics = classification_metrics(logits, y, model.manifest.labels, 1.0)
+        # the probabilities are the artifact's calibrated ones: report its temperature, and no
+        # "uncalibrated" ECE (it would be the same number)
+        metrics.pop("ece_uncalibrated")
+        metrics["temperature"] = float(getattr(model.classifier, "temperature", 1.0))
+        result.update(metrics)
         return result
     if not isinstance(subset, RoutingOutcomes):
         raise ValueError("a scorer artifact is evaluated on routing outcomes")

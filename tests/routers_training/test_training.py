@@ -58,6 +58,9 @@ def test_classifier_train_evaluate_and_route(
     # same data: only the dev rows are scored, and the figures match the manifest's
     again = evaluate(out, data, embedder, cache=EmbeddingCache(tmp_path / "c"))
     assert again["rows"] == 28 and again["accuracy"] == pytest.approx(result.metrics["accuracy"])
+    assert again["ece"] == pytest.approx(result.metrics["ece"])  # the calibrated probabilities
+    assert again["temperature"] == pytest.approx(result.metrics["temperature"]) != 1.0
+    assert "ece_uncalibrated" not in again
     # other data: every row
     assert (
         evaluate(out, data.subset(range(100)), embedder, cache=EmbeddingCache(tmp_path / "c"))[
