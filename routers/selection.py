@@ -118,12 +118,11 @@ def constrained_point(
 ) -> CurvePoint:
     """`operating_point` on the sweep of `quality`, refined between grid weights.
 
-    Many queries can switch expert between two neighbouring weights of the coarse grid (a
-    RouterBench scorer's out-of-fold curve went from 17 % to 35 % of GPT-4's cost in one step),
-    so the best point of the grid can sit well inside the constraint. The interval between the
-    chosen weight and its neighbour on the far side of the constraint is swept again at
-    `refine` log-spaced weights, and the best point of both sweeps is returned. Raises ValueError as
-    `operating_point` does.
+    Many queries can switch expert between two neighbouring weights of the coarse grid (onto
+    or off one expensive expert at once), so the best point of the grid can sit well inside
+    the constraint. The interval between the chosen weight and its neighbour on the far side of
+    the constraint is swept again at `refine` log-spaced weights, and the best point of both
+    sweeps is returned. Raises ValueError as `operating_point` does.
     """
     weights = cost_weight_grid(costs)
     curve = sweep(quality, costs, scores, weights, realised_costs=realised_costs)
