@@ -12,6 +12,9 @@ after calibration (the temperature is kept); scorers keep the fit-row model so t
 point matches the model it was chosen for. `evaluate` on the same data (same hash) re-derives
 the split from the manifest and scores the dev rows only; on other data it scores every row.
 
+Calibration: a temperature fitted on the val rows (minimum NLL) is kept only where it lowers
+their expected calibration error; the manifest's `calibration` says which was chosen.
+
 A missing outcome (no recorded score of an expert on a query) is unknown, not a failure: the
 scorers leave it out of their loss, the CoE table averages the observed outcomes, and curves,
 operating points and dev metrics are measured on the rows with every expert's outcome.
@@ -34,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from routers.artifact import Manifest
-from routers.calibration import fit_temperature
+from routers.calibration import calibrate_temperature
 from routers.classifiers import (
     CentroidClassifier,
     HybridClassifier,
@@ -185,9 +188,12 @@ def _train_classifier(
 
     progress(f"fitting {kind.value} on {len(fit)} queries")
     model = _fit_classifier(kind, pick(fit), vectors[fit], y[fit], len(labels), options.hyper)
-    temperature = 1.0
+    temperature, calibration = 1.0, dict[str, Any]()
     if options.calibrate:
-        temperature = fit_temperature(_logits(model, pick(val), vectors[val]), y[val])
+        temperature, calibration = calibrate_temperature(
+            _logits(model, pick(val), vectors[val]), y[val]
+        )
+        progress(f"calibration: {calibration['chosen']}")
     if refit:
         train_rows = np.sort(np.concatenate([fit, val]))
         progress(f"refitting on {len(train_rows)} queries (temperature {temperature:.3f})")
@@ -199,6 +205,8 @@ def _train_classifier(
         _logits(model, pick(dev), vectors[dev]), y[dev], labels, temperature
     )
     metrics["rows"] = {"fit": len(fit), "val": len(val), "dev": len(dev)}
+    if calibration:
+        metrics["calibration"] = calibration
     return model, metrics
 
 
