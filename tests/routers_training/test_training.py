@@ -102,6 +102,23 @@ def test_scorer_train_picks_an_operating_point_within_budget(
     assert decision.selected == 1
 
 
+def test_scorer_train_for_a_quality_floor_picks_the_cheapest_point_reaching_it(
+    tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
+) -> None:
+    data = load_outcomes(mmlu_pro_folder)
+    cache = EmbeddingCache(tmp_path)
+    free = TrainOptions(dev_fraction=0.25, hyper={"l2": 1e-2})
+    best = train(data, "heads", tmp_path / "free", embedder, options=free, cache=cache).metrics
+    floor = 0.8 * best["val_operating_point"]["quality"]
+    options = TrainOptions(dev_fraction=0.25, min_quality=floor, hyper={"l2": 1e-2})
+    got = train(data, "heads", tmp_path / "floor", embedder, options=options, cache=cache).metrics
+    assert got["val_operating_point"]["quality"] >= floor
+    assert got["val_operating_point"]["cost"] < best["val_operating_point"]["cost"]
+    too_high = TrainOptions(dev_fraction=0.25, min_quality=1.01, hyper={"l2": 1e-2})
+    with pytest.raises(ValueError, match=r"no operating point reaches quality 1\.01"):
+        train(data, "heads", tmp_path / "x", embedder, options=too_high, cache=cache)
+
+
 def test_router_reloads_a_changed_artifact_and_keeps_a_broken_one(
     tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
 ) -> None:
