@@ -33,8 +33,9 @@ from gateway.service import ChatService
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from registry.base import Registry, RegistryError
-from registry.factory import redact_url, registry_from_url
+from registry.factory import registry_from_url
 from registry.spec import ExpertSpec
+from registry.urls import redact_url
 from routers.base import ExpertTable, Router
 from routers.factory import build_router
 

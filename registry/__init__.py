@@ -1,11 +1,12 @@
 """Where expert specs live: the `Registry` protocol, its backends and `registry_from_url`."""
 
 from registry.base import ExpertExists, ExpertNotFound, Registry, RegistryError, poll_revisions
-from registry.factory import redact_url, registry_from_url
+from registry.factory import registry_from_url
 from registry.memory import MemoryRegistry, MemoryStore
 from registry.redis import RedisRegistry
 from registry.spec import NAME_PATTERN, ExpertKind, ExpertSpec, ExpertSpecPatch
 from registry.sqlite import SqliteRegistry
+from registry.urls import redact_url
 
 __all__ = [
     "NAME_PATTERN",

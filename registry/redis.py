@@ -30,8 +30,8 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError, WatchError
 
 from registry.base import ExpertExists, ExpertNotFound, RegistryError
-from registry.factory import redact_url
 from registry.spec import ExpertSpec, ExpertSpecPatch
+from registry.urls import redact_url
 
 __all__ = ["DEFAULT_PREFIX", "RedisRegistry"]
 
