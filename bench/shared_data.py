@@ -1,4 +1,9 @@
-"""Adapters for the shared evaluation folders (`<folder>/questions.jsonl` + CSVs joined on `id`).
+"""The shared evaluation folders (`questions.jsonl` + CSVs joined on `id`) as training data.
+
+Benchmark code, not product code: the benchmarks read these folders directly, and
+`python -m bench.shared_data FOLDER --out FILE.jsonl` exports one to the generic JSONL formats
+that `coe train` / `coe eval` read (routing outcomes with `label`, `id` and `split`, or labelled
+queries for the folders without outcomes).
 
 Each folder becomes `RoutingOutcomes` (when it has per-model results) and/or `LabelledQueries`:
 
@@ -19,19 +24,23 @@ table and its sources are `bench/routing/model_params.csv` (a test keeps the two
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
-from collections.abc import Callable, Sequence
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from routers.datasets import DatasetError, LabelledQueries, RoutingOutcomes
+from routers.training.datasets import DatasetError, LabelledQueries, RoutingOutcomes
 
 __all__ = [
     "MMLU_PRO_ACTIVE_PARAMS_B",
     "SHARED_FOLDERS",
+    "export",
     "shared_labelled",
     "shared_outcomes",
 ]
@@ -301,3 +310,69 @@ def shared_labelled(folder: Path) -> LabelledQueries:
     if folder.name in ("arena_hard", "humaneval", "gsm8k"):
         return _labelled_only(folder)
     return shared_outcomes(folder).labelled()
+
+
+def _outcome_records(data: RoutingOutcomes) -> Iterator[dict[str, Any]]:
+    for i, text in enumerate(data.texts):
+        scores = {e: float(s) for e, s in zip(data.experts, data.scores[i], strict=True)}
+        record: dict[str, Any] = {
+            "id": data.ids[i],
+            "text": text,
+            "scores": {e: (None if math.isnan(s) else s) for e, s in scores.items()},
+            "costs": {e: float(c) for e, c in zip(data.experts, data.costs[i], strict=True)},
+        }
+        if data.labels is not None:
+            record["label"] = data.labels[i]
+        if data.split is not None and data.split[i] in ("train", "test"):
+            record["split"] = data.split[i]
+        yield record
+
+
+def export(folder: Path, out: Path) -> int:
+    """Write `folder` as a generic JSONL file (routing outcomes where the folder has them, else
+    labelled queries); the number of rows written. Writes to a temporary file, then renames."""
+    if folder.name not in SHARED_FOLDERS:
+        raise DatasetError(
+            f"{folder}: not a known shared-data folder ({', '.join(SHARED_FOLDERS)})"
+        )
+    if folder.name in _OUTCOMES:
+        data = shared_outcomes(folder)
+        if data.split is not None and not set(data.split) <= {"train", "test"}:
+            data = RoutingOutcomes(
+                data.texts, data.ids, data.experts, data.scores, data.costs, data.labels
+            )
+        records = list(_outcome_records(data))
+    else:
+        labelled = shared_labelled(folder)
+        records = [
+            {"id": i, "text": t, "label": label}
+            for i, t, label in zip(labelled.ids, labelled.texts, labelled.labels, strict=True)
+        ]
+    tmp = out.with_name(f".{out.name}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    return len(records)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.shared_data",
+        description="Export a shared evaluation folder to the JSONL that `coe train` reads.",
+    )
+    parser.add_argument("folder", type=Path, help=f"one of: {', '.join(SHARED_FOLDERS)}")
+    parser.add_argument("--out", type=Path, required=True, help="JSONL file to write")
+    args = parser.parse_args(argv)
+    try:
+        rows = export(args.folder, args.out)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {rows} rows to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,10 +4,10 @@
     coe eval --artifact A --data D [--json]
     coe eval --baselines --data D [--json] [--out-dir DIR]
 
-`--data` is a labelled-queries JSONL (`text`, `label`), a routing-outcomes JSONL/CSV (`text`, a
-score per expert, optional cost per expert), or a shared-data folder as it is (e.g.
-../shared/data/mmlu_pro). Embeddings are cached on disk, so re-runs skip the embedding step.
-The heavy lifting is in routers/training.py; this module parses, calls and prints.
+`--data` is a labelled-queries JSONL (`text`, `label`) or a routing-outcomes JSONL/CSV (`text`, a
+score per expert, optional cost per expert). Embeddings are cached on disk, so re-runs skip the
+embedding step. The work is done by `routers.training` (imported only when a command runs, so
+`coe serve` never loads it); this module parses, calls and prints.
 """
 
 from __future__ import annotations
@@ -19,18 +19,22 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from routers.config import EmbedderConfig
+from routers.embedder import Embedder
+from routers.factory import build_embedder
+
 __all__ = ["register"]
 
 DataOpt = Annotated[
     Path,
-    typer.Option("--data", "-d", help="JSONL/CSV file or a shared-data folder.", exists=True),
+    typer.Option("--data", "-d", help="JSONL or CSV file.", exists=True),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")]
 
 
 def _load(path: Path, *, outcomes: bool) -> Any:
-    """Routing outcomes, or labelled queries (a file of either, or a shared-data folder)."""
-    from routers.datasets import DatasetError, load_labelled, load_outcomes
+    """Routing outcomes, or labelled queries (a file of either)."""
+    from routers.training.datasets import DatasetError, load_labelled, load_outcomes
 
     if outcomes and _labelled_only(path):
         typer.echo(
@@ -76,10 +80,7 @@ def _labelled_only(path: Path) -> bool:
     return record is not None and "label" in record and "scores" not in record
 
 
-def _embedder() -> Any:
-    from routers.config import EmbedderConfig
-    from routers.factory import build_embedder
-
+def _embedder() -> Embedder:
     return build_embedder(EmbedderConfig(cache_size=0))
 
 
@@ -147,8 +148,8 @@ def train_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a router and write its artifact (manifest.json + weights.npz); print dev metrics."""
-    from routers.embed_cache import EmbeddingCache
-    from routers.training import TrainKind, TrainOptions, train
+    from routers.training import SplitSpec, TrainKind, TrainOptions, train
+    from routers.training.embed_cache import EmbeddingCache
 
     try:
         kind = TrainKind(router)
@@ -172,13 +173,11 @@ def train_command(
         raise typer.Exit(2)
     dataset = _load(data, outcomes=kind.needs_outcomes)
     options = TrainOptions(
-        dev_fraction=dev_fraction,
-        seed=seed,
+        split=SplitSpec(dev_fraction=dev_fraction, seed=seed, predefined=predefined_split),
         max_cost=max_cost,
         min_quality=min_quality,
         cost_weight=cost_weight,
         top_k_mass=top_k_mass,
-        predefined_split=predefined_split,
         missing_as_failure=missing_as_failure,
     )
     try:
@@ -209,20 +208,20 @@ def eval_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Metrics of an artifact (its dev rows when it was trained on this data), or baselines."""
-    from routers.artifact import ArtifactError, read_manifest
-    from routers.embed_cache import EmbeddingCache
-    from routers.training import TrainOptions, evaluate, evaluate_baselines
+    from routers.artifact import ArtifactError, ArtifactFamily, read_manifest
+    from routers.training import SplitSpec, evaluate, evaluate_baselines
+    from routers.training.embed_cache import EmbeddingCache
 
     if (artifact is None) == (not baselines):
         typer.echo("error: give --artifact A or --baselines", err=True)
         raise typer.Exit(2)
     try:
         if baselines:
-            options = TrainOptions(seed=seed, dev_fraction=dev_fraction)
-            metrics = evaluate_baselines(_load(data, outcomes=True), options)
+            split = SplitSpec(seed=seed, dev_fraction=dev_fraction)
+            metrics = evaluate_baselines(_load(data, outcomes=True), split)
         else:
             assert artifact is not None
-            scorer = read_manifest(artifact).kind.startswith("scorer/")
+            scorer = read_manifest(artifact).family is ArtifactFamily.SCORER
             metrics = evaluate(
                 artifact, _load(data, outcomes=scorer), _embedder(), cache=EmbeddingCache()
             )
@@ -235,7 +234,11 @@ def eval_command(
 
 
 def _write(out_dir: Path, metrics: dict[str, Any]) -> None:
-    from routers.metrics_report import plot_metrics
+    try:
+        from routers.training.plots import plot_metrics
+    except ImportError as exc:  # matplotlib: the `train` extra
+        typer.echo(f"error: --out-dir needs matplotlib (the train extra): {exc}", err=True)
+        raise typer.Exit(2) from None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_jsonable) + "\n")

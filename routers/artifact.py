@@ -12,13 +12,15 @@ model. `load_artifact` validates everything it reads; nothing is unpickled, no c
 
 Lifecycle::
 
-    save_artifact(path, Manifest(kind="classifier/logistic", ...), {"weights": w, "bias": b})
+    manifest = Manifest(ArtifactFamily.CLASSIFIER, "logistic", embedder_id="...", ...)
+    save_artifact(path, manifest, {"weights": w, "bias": b})
     manifest, arrays = load_artifact(path)        # ArtifactError on anything unexpected
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import json
 import os
@@ -35,6 +37,7 @@ __all__ = [
     "MANIFEST_FILE",
     "WEIGHTS_FILE",
     "ArtifactError",
+    "ArtifactFamily",
     "Manifest",
     "load_artifact",
     "read_manifest",
@@ -53,10 +56,24 @@ class ArtifactError(ValueError):
     """An artifact directory that cannot be loaded (missing, corrupt, or of another version)."""
 
 
+class ArtifactFamily(enum.StrEnum):
+    """What a router artifact predicts."""
+
+    CLASSIFIER = "classifier"
+    """Category probabilities; the registry's experts declare the categories they serve."""
+    SCORER = "scorer"
+    """A predicted quality per expert (the CoE map included: classifier + category table)."""
+
+
 @dataclass(frozen=True)
 class Manifest:
-    """What an artifact is. `labels` for category classifiers, `experts` for expert scorers."""
+    """What an artifact is. `labels` for category classifiers, `experts` for expert scorers.
 
+    On disk the family and the model kind are one string, `"kind": "<family>/<kind>"`
+    (`"classifier/logistic"`); `tag` gives it back.
+    """
+
+    family: ArtifactFamily
     kind: str
     embedder_id: str
     data_hash: str = ""
@@ -69,10 +86,15 @@ class Manifest:
     arrays: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights_sha256: str = ""
 
+    @property
+    def tag(self) -> str:
+        """`family/kind`, as the manifest file and the router's name spell it."""
+        return f"{self.family.value}/{self.kind}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format_version": self.format_version,
-            "kind": self.kind,
+            "kind": self.tag,
             "embedder_id": self.embedder_id,
             "data_hash": self.data_hash,
             "labels": list(self.labels),
@@ -95,8 +117,10 @@ class Manifest:
                 f"{FORMAT_VERSION})"
             )
         try:
+            family, kind = _family_and_kind(_typed(data, "kind", str))
             manifest = cls(
-                kind=_typed(data, "kind", str),
+                family=family,
+                kind=kind,
                 embedder_id=_typed(data, "embedder_id", str),
                 data_hash=_typed(data, "data_hash", str),
                 labels=tuple(_strings(data, "labels")),
@@ -107,11 +131,17 @@ class Manifest:
                 arrays=_typed(data, "arrays", dict),
                 weights_sha256=_typed(data, "weights_sha256", str),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{where}: {exc.args[0]}") from exc
-        if not manifest.kind:
-            raise ArtifactError(f"{where}: 'kind' is empty")
         return manifest
+
+
+def _family_and_kind(tag: str) -> tuple[ArtifactFamily, str]:
+    family, _, kind = tag.partition("/")
+    families = ", ".join(f.value for f in ArtifactFamily)
+    if family not in set(ArtifactFamily) or not kind:
+        raise ValueError(f"'kind' must be '<family>/<kind>' with a family of {families}: {tag!r}")
+    return ArtifactFamily(family), kind
 
 
 def _typed(data: Mapping[str, Any], key: str, kind: type) -> Any:

@@ -1,81 +1,111 @@
-"""Category classifiers on query embeddings: fit with scikit-learn or numpy, predict with numpy.
+"""Category classifiers as the gateway serves them: queries -> category probabilities, numpy only.
 
-    LogisticClassifier   multinomial logistic regression (the strong default)
-    MlpClassifier        one or two ReLU hidden layers
-    KnnClassifier        similarity-weighted vote of the k nearest training queries
-    CentroidClassifier   cosine to each class's mean embedding
-    HybridClassifier     logistic regression on the embedding plus word and character TF-IDF
-                         n-grams of the text (`routers.text_features`); needs the texts too
+    Classifier           the interface: `logits(queries)` (the one abstract method), then
+                         `predict_proba` = softmax(logits / temperature) for every kind
+    ├── LogisticClassifier   multinomial logistic regression on the embedding
+    ├── MlpClassifier        one or two ReLU hidden layers
+    ├── KnnClassifier        similarity-weighted vote of the k nearest training queries
+    ├── CentroidClassifier   cosine to each class's mean embedding
+    └── HybridClassifier     logistic regression on the embedding plus word and character
+                             TF-IDF n-grams of the text (`routers.text_features`)
 
-Every classifier turns an (n, dim) array of L2-normalised embeddings into (n, n_classes)
-`logits`; `predict_proba` is softmax(logits / temperature), where `temperature` comes from
-`calibration.fit_temperature` on held-out data (1.0 = uncalibrated). `to_arrays` /
-`from_arrays` give the plain arrays an artifact stores (`routers.artifact`), so a loaded
-classifier predicts exactly what the trained one did.
-
-scikit-learn is needed only to `fit` the logistic and MLP classifiers.
+Every kind reads the same `Queries` (texts and their L2-normalised embeddings) and uses what it
+needs, so callers never ask which kind they hold. `temperature` comes from calibration on
+held-out rows (1.0 = uncalibrated). `to_arrays` / `params` / `from_arrays` are what an artifact
+stores (`routers.trained_model`), so a loaded classifier predicts exactly what the trained one
+did. Fitting lives in `routers.training.fit_classifiers`.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import abc
+import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from routers.calibration import log_softmax, softmax
-from routers.text_features import TfidfVocabulary, sparse_dot, sparse_matrix
+from routers.probability import softmax
+from routers.text_features import TfidfVocabulary, sparse_dot
 
 __all__ = [
     "CLASSIFIERS",
     "CentroidClassifier",
     "Classifier",
+    "ClassifierKind",
     "HybridClassifier",
     "KnnClassifier",
     "LogisticClassifier",
     "MlpClassifier",
+    "Queries",
 ]
 
 Floats = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
 Arrays = dict[str, npt.NDArray[Any]]
+Params = Mapping[str, Any]
 
 
-@runtime_checkable
-class Classifier(Protocol):
-    """Embeddings -> class logits; the shared part lives in `predict_proba`."""
-
-    kind: ClassVar[str]
-
-    @property
-    def temperature(self) -> float: ...
-
-    def logits(self, vectors: npt.NDArray[np.floating]) -> Floats: ...
-
-    def predict_proba(self, vectors: npt.NDArray[np.floating]) -> Floats: ...
-
-    def to_arrays(self) -> Arrays: ...
-
-    def params(self) -> dict[str, Any]: ...
+class ClassifierKind(enum.StrEnum):
+    LOGISTIC = "logistic"
+    MLP = "mlp"
+    KNN = "knn"
+    CENTROID = "centroid"
+    HYBRID = "hybrid"
 
 
-@contextmanager
-def _capped_iterations() -> Iterator[None]:
-    """Iteration caps are deliberate: scikit-learn's ConvergenceWarning is not news here."""
-    from sklearn.exceptions import ConvergenceWarning
+@dataclass(frozen=True, slots=True)
+class Queries:
+    """A batch of queries as a classifier reads them: texts and their embeddings, row by row."""
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+    texts: Sequence[str]
+    vectors: npt.NDArray[np.floating]
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.vectors):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.vectors)} vectors")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def rows(self, indices: Sequence[int] | Ints) -> Queries:
+        picked = np.asarray(indices, dtype=np.int64)
+        return Queries([self.texts[i] for i in picked], self.vectors[picked])
 
 
-def _proba(model: Classifier, vectors: npt.NDArray[np.floating]) -> Floats:
-    return softmax(model.logits(vectors) / model.temperature)
+class Classifier(abc.ABC):
+    """Queries -> category logits; probabilities, temperature and storage are shared."""
+
+    kind: ClassVar[ClassifierKind]
+    temperature: float
+
+    @abc.abstractmethod
+    def logits(self, queries: Queries) -> Floats:
+        """(n, n_classes) unnormalised scores."""
+
+    def predict_proba(self, queries: Queries) -> Floats:
+        return softmax(self.logits(queries) / self.temperature)
+
+    def with_temperature(self, temperature: float) -> Self:
+        """A copy with another temperature (classifiers are frozen dataclasses)."""
+        copy: Self = replace(self, temperature=temperature)  # type: ignore[type-var]
+        return copy
+
+    @abc.abstractmethod
+    def to_arrays(self) -> Arrays:
+        """The arrays an artifact stores."""
+
+    @abc.abstractmethod
+    def params(self) -> dict[str, Any]:
+        """The JSON scalars an artifact stores beside the arrays (temperature included)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], params: Params) -> Self:
+        """The classifier `to_arrays` and `params` describe."""
 
 
 def _f32(array: npt.NDArray[Any]) -> F32:
@@ -83,38 +113,14 @@ def _f32(array: npt.NDArray[Any]) -> F32:
 
 
 @dataclass(frozen=True, eq=False)
-class LogisticClassifier:
+class LogisticClassifier(Classifier):
     weights: F32  # (dim, n_classes)
     bias: F32  # (n_classes,)
     temperature: float = 1.0
-    kind: ClassVar[str] = "logistic"
+    kind: ClassVar[ClassifierKind] = ClassifierKind.LOGISTIC
 
-    @classmethod
-    def fit(
-        cls, vectors: F32, labels: Ints, n_classes: int, *, c: float = 10.0, max_iter: int = 3000
-    ) -> LogisticClassifier:
-        from sklearn.linear_model import LogisticRegression
-
-        model = LogisticRegression(C=c, max_iter=max_iter)
-        with _capped_iterations():
-            model.fit(vectors, labels)
-        weights = np.zeros((vectors.shape[1], n_classes), dtype=np.float32)
-        bias = np.full(n_classes, -1e4, dtype=np.float32)  # classes absent from training
-        classes = model.classes_.astype(np.int64)
-        if len(classes) == 2:  # sklearn keeps one row for binary problems
-            coef = np.vstack([-model.coef_[0], model.coef_[0]]) / 2.0
-            intercept = np.array([-model.intercept_[0], model.intercept_[0]]) / 2.0
-        else:
-            coef, intercept = model.coef_, model.intercept_
-        weights[:, classes] = coef.T
-        bias[classes] = intercept
-        return cls(weights, bias)
-
-    def logits(self, vectors: npt.NDArray[np.floating]) -> Floats:
-        return np.asarray(vectors @ self.weights + self.bias, dtype=np.float64)
-
-    def predict_proba(self, vectors: npt.NDArray[np.floating]) -> Floats:
-        return _proba(self, vectors)
+    def logits(self, queries: Queries) -> Floats:
+        return np.asarray(queries.vectors @ self.weights + self.bias, dtype=np.float64)
 
     def to_arrays(self) -> Arrays:
         return {"weights": self.weights, "bias": self.bias}
@@ -123,64 +129,23 @@ class LogisticClassifier:
         return {"temperature": self.temperature}
 
     @classmethod
-    def from_arrays(
-        cls, arrays: Mapping[str, npt.NDArray[Any]], params: Mapping[str, Any]
-    ) -> LogisticClassifier:
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], params: Params) -> Self:
         return cls(_f32(arrays["weights"]), _f32(arrays["bias"]), float(params["temperature"]))
 
 
 @dataclass(frozen=True, eq=False)
-class MlpClassifier:
+class MlpClassifier(Classifier):
     layers: tuple[tuple[F32, F32], ...]  # (weights (in, out), bias (out,)) per layer
     temperature: float = 1.0
-    kind: ClassVar[str] = "mlp"
+    kind: ClassVar[ClassifierKind] = ClassifierKind.MLP
 
-    @classmethod
-    def fit(
-        cls,
-        vectors: F32,
-        labels: Ints,
-        n_classes: int,
-        *,
-        hidden: tuple[int, ...] = (256,),
-        alpha: float = 1e-3,
-        max_iter: int = 200,
-        seed: int = 0,
-    ) -> MlpClassifier:
-        from sklearn.neural_network import MLPClassifier as SkMlp
-
-        model = SkMlp(
-            hidden_layer_sizes=hidden,
-            alpha=alpha,
-            max_iter=max_iter,
-            early_stopping=len(vectors) >= 500,
-            random_state=seed,
-        )
-        with _capped_iterations():
-            model.fit(vectors, labels)
-        layers = [(_f32(w), _f32(b)) for w, b in zip(model.coefs_, model.intercepts_, strict=True)]
-        classes = model.classes_.astype(np.int64)
-        w_out, b_out = layers[-1]
-        if len(classes) == 2:  # a single logistic output unit
-            w_out = np.hstack([-w_out / 2, w_out / 2])
-            b_out = np.concatenate([-b_out / 2, b_out / 2])
-        full_w = np.zeros((w_out.shape[0], n_classes), dtype=np.float32)
-        full_b = np.full(n_classes, -1e4, dtype=np.float32)
-        full_w[:, classes] = w_out
-        full_b[classes] = b_out
-        layers[-1] = (full_w, full_b)
-        return cls(tuple(layers))
-
-    def logits(self, vectors: npt.NDArray[np.floating]) -> Floats:
-        h = np.asarray(vectors, dtype=np.float32)
+    def logits(self, queries: Queries) -> Floats:
+        h = np.asarray(queries.vectors, dtype=np.float32)
         for i, (w, b) in enumerate(self.layers):
             h = h @ w + b
             if i < len(self.layers) - 1:
                 h = np.maximum(h, 0.0)
         return np.asarray(h, dtype=np.float64)
-
-    def predict_proba(self, vectors: npt.NDArray[np.floating]) -> Floats:
-        return _proba(self, vectors)
 
     def to_arrays(self) -> Arrays:
         arrays: Arrays = {}
@@ -192,16 +157,14 @@ class MlpClassifier:
         return {"temperature": self.temperature, "n_layers": len(self.layers)}
 
     @classmethod
-    def from_arrays(
-        cls, arrays: Mapping[str, npt.NDArray[Any]], params: Mapping[str, Any]
-    ) -> MlpClassifier:
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], params: Params) -> Self:
         n = int(params["n_layers"])
         layers = tuple((_f32(arrays[f"w{i}"]), _f32(arrays[f"b{i}"])) for i in range(n))
         return cls(layers, float(params["temperature"]))
 
 
 @dataclass(frozen=True, eq=False)
-class KnnClassifier:
+class KnnClassifier(Classifier):
     """Vote of the k most similar training queries, each weighted by exp(similarity / tau)."""
 
     vectors: F32  # (n_train, dim), L2-normalised
@@ -210,16 +173,10 @@ class KnnClassifier:
     k: int = 15
     tau: float = 0.05
     temperature: float = 1.0
-    kind: ClassVar[str] = "knn"
+    kind: ClassVar[ClassifierKind] = ClassifierKind.KNN
 
-    @classmethod
-    def fit(
-        cls, vectors: F32, labels: Ints, n_classes: int, *, k: int = 15, tau: float = 0.05
-    ) -> KnnClassifier:
-        return cls(_f32(vectors), np.asarray(labels, dtype=np.int64), n_classes, k, tau)
-
-    def logits(self, vectors: npt.NDArray[np.floating]) -> Floats:
-        sims = np.asarray(vectors, dtype=np.float32) @ self.vectors.T
+    def logits(self, queries: Queries) -> Floats:
+        sims = np.asarray(queries.vectors, dtype=np.float32) @ self.vectors.T
         k = min(self.k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         top_sims = np.take_along_axis(sims, top, axis=1).astype(np.float64)
@@ -228,9 +185,6 @@ class KnnClassifier:
         np.add.at(votes, (np.arange(sims.shape[0])[:, None], self.labels[top]), weights)
         share = (votes + 1e-3) / (votes.sum(axis=1, keepdims=True) + 1e-3 * self.n_classes)
         return np.asarray(np.log(share), dtype=np.float64)
-
-    def predict_proba(self, vectors: npt.NDArray[np.floating]) -> Floats:
-        return _proba(self, vectors)
 
     def to_arrays(self) -> Arrays:
         return {"vectors": self.vectors, "labels": self.labels}
@@ -244,9 +198,7 @@ class KnnClassifier:
         }
 
     @classmethod
-    def from_arrays(
-        cls, arrays: Mapping[str, npt.NDArray[Any]], params: Mapping[str, Any]
-    ) -> KnnClassifier:
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], params: Params) -> Self:
         return cls(
             _f32(arrays["vectors"]),
             np.asarray(arrays["labels"], dtype=np.int64),
@@ -258,32 +210,16 @@ class KnnClassifier:
 
 
 @dataclass(frozen=True, eq=False)
-class CentroidClassifier:
+class CentroidClassifier(Classifier):
     """Cosine similarity to each class's normalised mean embedding, divided by `scale`."""
 
     centroids: F32  # (n_classes, dim)
     scale: float = 0.05
     temperature: float = 1.0
-    kind: ClassVar[str] = "centroid"
+    kind: ClassVar[ClassifierKind] = ClassifierKind.CENTROID
 
-    @classmethod
-    def fit(
-        cls, vectors: F32, labels: Ints, n_classes: int, *, scale: float = 0.05
-    ) -> CentroidClassifier:
-        dim = vectors.shape[1]
-        centroids = np.zeros((n_classes, dim), dtype=np.float32)
-        for c in range(n_classes):
-            members = vectors[labels == c]
-            if len(members):
-                mean = members.mean(axis=0)
-                centroids[c] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-        return cls(centroids, scale)
-
-    def logits(self, vectors: npt.NDArray[np.floating]) -> Floats:
-        return np.asarray(vectors @ self.centroids.T, dtype=np.float64) / self.scale
-
-    def predict_proba(self, vectors: npt.NDArray[np.floating]) -> Floats:
-        return _proba(self, vectors)
+    def logits(self, queries: Queries) -> Floats:
+        return np.asarray(queries.vectors @ self.centroids.T, dtype=np.float64) / self.scale
 
     def to_arrays(self) -> Arrays:
         return {"centroids": self.centroids}
@@ -292,76 +228,26 @@ class CentroidClassifier:
         return {"temperature": self.temperature, "scale": self.scale}
 
     @classmethod
-    def from_arrays(
-        cls, arrays: Mapping[str, npt.NDArray[Any]], params: Mapping[str, Any]
-    ) -> CentroidClassifier:
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], params: Params) -> Self:
         return cls(_f32(arrays["centroids"]), float(params["scale"]), float(params["temperature"]))
 
 
 @dataclass(frozen=True, eq=False)
-class HybridClassifier:
-    """logits = embedding @ dense + sum over vocabularies of tfidf(text) @ sparse_i + bias.
-
-    The embedding block is scaled by `embedding_scale` before fitting (folded into `dense`), so
-    one regularisation strength suits both feature kinds.
-    """
+class HybridClassifier(Classifier):
+    """logits = embedding @ dense + sum over vocabularies of tfidf(text) @ sparse_i + bias."""
 
     dense: F32  # (dim, n_classes)
     vocabularies: tuple[TfidfVocabulary, ...]
     sparse: tuple[F32, ...]  # (len(vocabulary), n_classes) each
     bias: F32
     temperature: float = 1.0
-    kind: ClassVar[str] = "hybrid"
+    kind: ClassVar[ClassifierKind] = ClassifierKind.HYBRID
 
-    @classmethod
-    def fit(
-        cls,
-        texts: list[str],
-        vectors: F32,
-        labels: Ints,
-        n_classes: int,
-        *,
-        c: float = 8.0,
-        word_features: int = 20_000,
-        char_features: int = 50_000,
-        embedding_scale: float = 1.0,
-        max_iter: int = 3000,
-    ) -> HybridClassifier:
-        from scipy.sparse import csr_matrix, hstack
-        from sklearn.linear_model import LogisticRegression
-
-        vocabularies = (
-            TfidfVocabulary.fit(texts, "word", (1, 2), max_features=word_features),
-            TfidfVocabulary.fit(texts, "char_wb", (2, 5), max_features=char_features),
-        )
-        blocks = [sparse_matrix(v.transform(texts), len(v)) for v in vocabularies]
-        x = hstack([*blocks, csr_matrix(np.asarray(vectors, np.float32) * embedding_scale)]).tocsr()
-        with _capped_iterations():
-            model = LogisticRegression(C=c, max_iter=max_iter).fit(x, labels)
-        if len(model.classes_) < 2:
-            raise ValueError("need at least two classes")
-        coef = np.zeros((x.shape[1], n_classes), dtype=np.float32)
-        bias = np.full(n_classes, -1e4, dtype=np.float32)
-        classes = model.classes_.astype(np.int64)
-        if len(classes) == 2:
-            coef[:, classes] = np.stack([-model.coef_[0], model.coef_[0]], axis=1) / 2.0
-            bias[classes] = np.array([-model.intercept_[0], model.intercept_[0]]) / 2.0
-        else:
-            coef[:, classes] = model.coef_.T
-            bias[classes] = model.intercept_
-        sizes = np.cumsum([0, *(len(v) for v in vocabularies)])
-        sparse = tuple(coef[sizes[i] : sizes[i + 1]] for i in range(len(vocabularies)))
-        dense = coef[sizes[-1] :] * np.float32(embedding_scale)
-        return cls(dense, vocabularies, sparse, bias)
-
-    def logits_from(self, vectors: npt.NDArray[np.floating], texts: list[str]) -> Floats:
-        out = np.asarray(vectors @ self.dense + self.bias, dtype=np.float64)
+    def logits(self, queries: Queries) -> Floats:
+        out = np.asarray(queries.vectors @ self.dense + self.bias, dtype=np.float64)
         for vocabulary, weights in zip(self.vocabularies, self.sparse, strict=True):
-            out += sparse_dot(vocabulary.transform(texts), weights)
+            out += sparse_dot(vocabulary.transform(queries.texts), weights)
         return out
-
-    def predict_proba_from(self, vectors: npt.NDArray[np.floating], texts: list[str]) -> Floats:
-        return softmax(self.logits_from(vectors, texts) / self.temperature)
 
     def to_arrays(self) -> Arrays:
         arrays: Arrays = {"dense": self.dense, "bias": self.bias}
@@ -377,9 +263,7 @@ class HybridClassifier:
         }
 
     @classmethod
-    def from_arrays(
-        cls, arrays: Mapping[str, npt.NDArray[Any]], params: Mapping[str, Any]
-    ) -> HybridClassifier:
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], params: Params) -> Self:
         specs = params["vocabularies"]
         vocabularies = tuple(
             TfidfVocabulary.from_arrays(f"v{i}_", arrays, spec) for i, spec in enumerate(specs)
@@ -394,7 +278,7 @@ class HybridClassifier:
         )
 
 
-CLASSIFIERS: dict[str, Any] = {
+CLASSIFIERS: Mapping[ClassifierKind, type[Classifier]] = {
     c.kind: c
     for c in (
         LogisticClassifier,
@@ -404,14 +288,4 @@ CLASSIFIERS: dict[str, Any] = {
         HybridClassifier,
     )
 }
-"""kind -> class, for loading an artifact by its manifest's kind."""
-
-
-def with_temperature(model: Any, temperature: float) -> Any:
-    """A copy of a classifier with another temperature (classifiers are frozen)."""
-    return replace(model, temperature=temperature)
-
-
-def nll(model: Classifier, vectors: npt.NDArray[np.floating], labels: Ints) -> float:
-    logp = log_softmax(model.logits(vectors) / model.temperature)
-    return float(-logp[np.arange(len(labels)), labels].mean())
+"""kind -> class, for loading an artifact by the kind its manifest names."""

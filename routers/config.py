@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from routers.artifact import ArtifactError, read_manifest
+
 __all__ = ["EmbedderBackend", "EmbedderConfig", "RouterConfig", "RouterKind"]
 
 Category = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w .:-]*$")]
@@ -95,8 +97,6 @@ class RouterConfig(BaseModel):
         checked when the router loads them)."""
         if value is None:
             return None
-        from routers.artifact import ArtifactError, read_manifest
-
         path = value.expanduser()
         try:
             read_manifest(path)

@@ -8,7 +8,9 @@ from routers.categories import ExemplarRouter
 from routers.centroid import CentroidRouter
 from routers.config import EmbedderBackend, EmbedderConfig, RouterConfig, RouterKind
 from routers.embedder import CachedEmbedder, Embedder, OnnxEmbedder, SentenceTransformerEmbedder
+from routers.expert_map import ExpertMap
 from routers.knn import KnnRouter
+from routers.trained import TrainedRouter
 
 __all__ = ["build_embedder", "build_router"]
 
@@ -37,9 +39,6 @@ def build_router(config: RouterConfig, embedder: Embedder | None = None) -> Rout
     """The trained router of `config.artifact` if set, else the exemplar router of
     `config.kind`; `embedder` overrides `config.embedder` (tests, sharing)."""
     if config.artifact is not None:  # a trained router (`coe train`), hot-reloaded on change
-        from routers.expert_map import ExpertMap
-        from routers.trained import TrainedRouter
-
         the_embedder = embedder if embedder is not None else build_embedder(config.embedder)
         return TrainedRouter(
             the_embedder, config.artifact, expert_map=ExpertMap.from_config(config)

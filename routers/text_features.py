@@ -1,4 +1,4 @@
-"""TF-IDF n-gram features, fitted with scikit-learn and applied in plain Python + numpy.
+"""TF-IDF n-gram features, applied in plain Python + numpy (fitted by `routers.training.tfidf`).
 
 Sentence embeddings blur the surface cues that give a subject away ("mL", "tort", "Big-O");
 word and character n-grams keep them. A `TfidfVocabulary` reproduces scikit-learn's
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SparseRow", "TfidfVocabulary"]
+__all__ = ["ANALYZERS", "SparseRow", "TfidfVocabulary", "sparse_dot"]
 
 F32 = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -73,39 +73,6 @@ class TfidfVocabulary:
     def __len__(self) -> int:
         return len(self.terms)
 
-    @classmethod
-    def fit(
-        cls,
-        texts: Sequence[str],
-        analyzer: str = "word",
-        ngram: tuple[int, int] = (1, 2),
-        *,
-        max_features: int | None = 20_000,
-        min_df: int = 2,
-    ) -> TfidfVocabulary:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        vectorizer = TfidfVectorizer(
-            analyzer=analyzer,
-            ngram_range=ngram,
-            min_df=min_df,
-            max_features=max_features,
-            sublinear_tf=True,
-            dtype=np.float32,
-        )
-        try:
-            vectorizer.fit(list(texts))
-        except ValueError as exc:  # scikit-learn: "After pruning, no terms remain ..."
-            raise ValueError(
-                f"no {analyzer} n-gram occurs in {min_df} or more of the {len(texts)} training "
-                "queries, so the TF-IDF vocabulary is empty: give more queries, or train a "
-                "classifier on embeddings only (logistic, mlp, knn, centroid)"
-            ) from exc
-        terms = [""] * len(vectorizer.vocabulary_)
-        for term, i in vectorizer.vocabulary_.items():
-            terms[i] = term
-        return cls(analyzer, ngram, tuple(terms), np.asarray(vectorizer.idf_, dtype=np.float32))
-
     def _ngrams(self, text: str) -> Iterable[str]:
         lo, hi = self.ngram
         return (
@@ -144,17 +111,6 @@ class TfidfVocabulary:
             terms,
             np.asarray(arrays[f"{prefix}idf"], np.float32),
         )
-
-
-def sparse_matrix(rows: Sequence[SparseRow], n_features: int) -> Any:
-    """The rows as a scipy CSR matrix (for fitting with scikit-learn)."""
-    from scipy.sparse import csr_matrix
-
-    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum([len(r[0]) for r in rows])
-    indices = np.concatenate([r[0] for r in rows]) if rows else np.empty(0, np.int64)
-    values = np.concatenate([r[1] for r in rows]) if rows else np.empty(0, np.float32)
-    return csr_matrix((values, indices, indptr), shape=(len(rows), n_features))
 
 
 def sparse_dot(rows: Sequence[SparseRow], weights: F32) -> npt.NDArray[np.float64]:

@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 
 from bench.routing.common import RESULTS, data_dir, embed, embedder
-from routers.datasets import RoutingOutcomes, load_outcomes, train_dev_split
-from routers.evaluation import apgr, cpt
-from routers.trained import load_model
-from routers.training import TrainOptions, train
+from bench.shared_data import shared_outcomes
+from routers.classifiers import Queries
+from routers.trained_model import load_model
+from routers.training import TrainOptions, hyper_for, train
+from routers.training.datasets import RoutingOutcomes, train_dev_split
+from routers.training.evaluation import apgr, cpt
 
 BENCHES = ("mmlu", "gsm8k")
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -56,7 +58,7 @@ def split(data: RoutingOutcomes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def export(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for bench in BENCHES:
-        data = load_outcomes(data_dir(bench))
+        data = shared_outcomes(data_dir(bench))
         fit, val, dev = split(data)
         np.save(folder / f"{bench}_vectors.npy", embed(data).astype(np.float32))
         cols = [data.experts.index(STRONG), data.experts.index(WEAK)]
@@ -89,15 +91,21 @@ def summary(share: np.ndarray, quality: np.ndarray, scores: np.ndarray) -> dict[
 
 def our_win_rates(bench: str, dev: np.ndarray) -> dict[str, np.ndarray]:
     """Predicted quality of GPT-4 minus Mixtral's on the dev rows, for each of our routers."""
-    data = load_outcomes(data_dir(bench))
+    data = shared_outcomes(data_dir(bench))
     vectors = embed(data)
     strong, weak = data.experts.index(STRONG), data.experts.index(WEAK)
     texts = [data.texts[i] for i in dev]
     out: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (kind, hyper) in OURS.items():
-            train(data, kind, Path(tmp) / kind, embedder(), options=TrainOptions(hyper=hyper))
-            quality = load_model(Path(tmp) / kind).expert_quality(texts, vectors[dev])
+            train(
+                data,
+                kind,
+                Path(tmp) / kind,
+                embedder(),
+                options=TrainOptions(hyper=hyper_for(kind, **hyper)),
+            )
+            quality = load_model(Path(tmp) / kind).expert_quality(Queries(texts, vectors[dev]))
             out[name] = quality[:, strong] - quality[:, weak]
     return out
 

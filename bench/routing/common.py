@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from routers.datasets import RoutingOutcomes
-from routers.embed_cache import EmbeddingCache
 from routers.embedder import SentenceTransformerEmbedder
-from routers.evaluation import CurvePoint
+from routers.training.datasets import RoutingOutcomes
+from routers.training.embed_cache import EmbeddingCache
+from routers.training.evaluation import CurvePoint
 
 __all__ = [
     "RESULTS",
@@ -59,10 +59,10 @@ def in_sample_heads_ceiling(
     """Per-expert logistic heads fitted on the very rows they are scored on (L2 1e-4): the best
     quality within `budget` that a linear router on these features could reach if it had seen
     the questions it is tested on. A ceiling, not a result."""
-    from routers.scorers import HeadsScorer
-    from routers.selection import sweep
+    from routers.training.fit_scorers import HeadsHyper
+    from routers.training.operating import sweep
 
-    heads = HeadsScorer.fit(vectors, scores, l2=1e-4)
+    heads = HeadsHyper(l2=1e-4).fit(vectors, scores)
     curve = sweep(heads.predict(vectors), decide_costs, scores, realised_costs=realised_costs)
     within = [p for p in curve if p.cost <= budget]
     best = max(within, key=lambda p: p.quality) if within else None

@@ -20,9 +20,10 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.routing.common import data_dir, write_json
-from routers.datasets import RoutingOutcomes, load_outcomes, train_dev_split
-from routers.scorers import HeadsScorer
-from routers.selection import operating_point, sweep
+from bench.shared_data import shared_outcomes
+from routers.training.datasets import RoutingOutcomes, train_dev_split
+from routers.training.fit_scorers import HeadsHyper
+from routers.training.operating import operating_point, sweep
 
 BUDGET_B = 30.0
 CHARS = 512
@@ -37,7 +38,7 @@ def route_on(
     """Heads on `vectors`: fitted on fit, cost weight from val (<= budget), scored on dev."""
     fit, val, dev = rows
     costs = data.costs[0]
-    heads = HeadsScorer.fit(vectors[fit], data.scores[fit], l2=1e-4)
+    heads = HeadsHyper(l2=1e-4).fit(vectors[fit], data.scores[fit])
     chosen = operating_point(
         sweep(heads.predict(vectors[val]), costs, data.scores[val]), max_cost=BUDGET_B
     )
@@ -53,7 +54,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    data = load_outcomes(data_dir("mmlu_pro"))
+    data = shared_outcomes(data_dir("mmlu_pro"))
     train_rows, dev = train_dev_split(len(data), 0.2, 0, data.labels)
     assert data.labels is not None
     fit_i, val_i = train_dev_split(len(train_rows), 0.2, 1, [data.labels[i] for i in train_rows])

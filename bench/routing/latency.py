@@ -22,12 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.routing.common import data_dir, embed, embedder, write_json
+from bench.shared_data import shared_outcomes
 from registry.spec import ExpertKind, ExpertSpec
+from routers.artifact import ArtifactFamily
 from routers.base import ExpertTable
-from routers.datasets import load_outcomes, train_dev_split
+from routers.classifiers import Queries
 from routers.embedder import Embedder, OnnxEmbedder
-from routers.trained import TrainedRouter, load_model
-from routers.training import TrainOptions, train
+from routers.trained import TrainedRouter
+from routers.trained_model import load_model
+from routers.training import TrainOptions, hyper_for, train
+from routers.training.datasets import train_dev_split
 
 N = 200
 
@@ -53,7 +57,7 @@ def time_router(router: TrainedRouter, texts: list[str], table: ExpertTable) -> 
 
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    data = load_outcomes(data_dir("mmlu_pro"))
+    data = shared_outcomes(data_dir("mmlu_pro"))
     vectors = embed(data)
     _, dev = train_dev_split(len(data), 0.2, 0, data.labels)
     rows = dev[:N]
@@ -82,7 +86,7 @@ def main() -> None:
                 TrainOptions(embed_chars=256),
             ),
             "hybrid (MiniLM on the whole query + TF-IDF)": ("hybrid", TrainOptions()),
-            "kNN classifier (k=15)": ("knn", TrainOptions(hyper={"k": 15})),
+            "kNN classifier (k=15)": ("knn", TrainOptions(hyper=hyper_for("knn", k=15))),
             "per-expert heads, 27 experts": ("heads", TrainOptions(max_cost=30.0)),
         }
         for n, (label, (kind, opts)) in enumerate(runs.items()):
@@ -92,10 +96,11 @@ def main() -> None:
             samples = []
             for i in rows:
                 start = time.perf_counter()
-                if model.family == "classifier":
-                    model.category_probs([data.texts[i]], vectors[i : i + 1])
+                one = Queries([data.texts[i]], vectors[i : i + 1])
+                if model.family is ArtifactFamily.CLASSIFIER:
+                    model.category_probs(one)
                 else:
-                    model.choose([data.texts[i]], vectors[i : i + 1])
+                    model.choose(one)
                 samples.append((time.perf_counter() - start) * 1000)
             entry: dict[str, Any] = {"model_only": summary(samples)}
             for name, emb in embedders.items():

@@ -33,17 +33,18 @@ from bench.routing.common import (
     plot_curves,
     write_json,
 )
-from routers.datasets import RoutingOutcomes, load_outcomes, train_dev_split
-from routers.training import TrainOptions, train
+from bench.shared_data import shared_outcomes
+from routers.training import TrainOptions, hyper_for, train
+from routers.training.datasets import RoutingOutcomes, train_dev_split
 
 BUDGET_B = 30.0
 TARGET = 0.70
 
 
 def classification(data: RoutingOutcomes, out: Path) -> dict[str, Any]:
-    runs: dict[str, tuple[str, dict[str, float]]] = {
+    runs: dict[str, tuple[str, dict[str, Any]]] = {
         "MiniLM + logistic": ("logistic", {"c": 4.0}),
-        "MiniLM + MLP": ("mlp", {"hidden": 256}),
+        "MiniLM + MLP": ("mlp", {"hidden": (256,)}),
         "MiniLM + kNN (k=15)": ("knn", {"k": 15}),
         "MiniLM + nearest centroid": ("centroid", {}),
         "MiniLM + word/char TF-IDF, logistic (hybrid)": ("hybrid", {"c": 8.0}),
@@ -53,7 +54,7 @@ def classification(data: RoutingOutcomes, out: Path) -> dict[str, Any]:
     for label, (kind, hyper) in runs.items():
         start = time.perf_counter()
         chars = int(hyper.pop("chars")) if "chars" in hyper else None
-        options = TrainOptions(hyper=hyper, embed_chars=chars)
+        options = TrainOptions(hyper=hyper_for(kind, **hyper), embed_chars=chars)
         result = train(data.labelled(), kind, out / f"{kind}-{chars}", embedder(), options=options)
         m = result.metrics
         results[label] = {
@@ -78,7 +79,7 @@ def routing(data: RoutingOutcomes, out: Path, tag: str) -> dict[str, Any]:
     }
     results: dict[str, Any] = {}
     for label, (kind, hyper) in runs.items():
-        opts = TrainOptions(max_cost=BUDGET_B, hyper=hyper)
+        opts = TrainOptions(max_cost=BUDGET_B, hyper=hyper_for(kind, **hyper))
         m = train(data, kind, out / f"{tag}-{kind}", embedder(), options=opts).metrics
         op = m["operating_point"]
         results[label] = {
@@ -319,7 +320,7 @@ def main() -> None:
     if args.plot_only:
         plot(json.loads((RESULTS / "mmlu_pro.json").read_text()))
         return
-    data = load_outcomes(data_dir("mmlu_pro"))
+    data = shared_outcomes(data_dir("mmlu_pro"))
     with tempfile.TemporaryDirectory() as tmp:
         out = args.artifacts or Path(tmp)
         payload: dict[str, Any] = {

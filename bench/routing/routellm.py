@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.routing.common import data_dir, embedder, plot_curves, write_json
-from routers.datasets import load_outcomes
-from routers.training import TrainOptions, train
+from bench.shared_data import shared_outcomes
+from routers.training import TrainOptions, hyper_for, train
 
 PUBLISHED = {
     "mmlu": {
@@ -49,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.artifacts or Path(tmp)
         for bench in ("mmlu", "gsm8k"):
-            data = load_outcomes(data_dir(bench))
+            data = shared_outcomes(data_dir(bench))
             results: dict[str, Any] = {}
             for label, (kind, hyper) in runs.items():
                 m = train(
@@ -57,7 +57,7 @@ def main() -> None:
                     kind,
                     out / f"{bench}-{kind}",
                     embedder(),
-                    options=TrainOptions(hyper=hyper),
+                    options=TrainOptions(hyper=hyper_for(kind, **hyper)),
                 ).metrics
                 results[label] = {
                     "apgr": m.get("apgr"),

@@ -26,8 +26,9 @@ from bench.routing.common import (
     plot_curves,
     write_json,
 )
-from routers.datasets import RoutingOutcomes, load_outcomes, train_dev_split
-from routers.training import TrainOptions, train
+from bench.shared_data import shared_outcomes
+from routers.training import TrainOptions, hyper_for, train
+from routers.training.datasets import RoutingOutcomes, train_dev_split
 
 GPT4 = "gpt-4-1106-preview"
 SHARE = 0.25
@@ -158,7 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--artifacts", type=Path, default=None)
     args = parser.parse_args()
-    data = load_outcomes(data_dir("routerbench_subset"))
+    data = shared_outcomes(data_dir("routerbench_subset"))
     train_rows, dev = train_dev_split(len(data), 0.2, 0, data.labels)
     dev = np.intersect1d(dev, data.complete_rows())  # where every model's outcome is known
     g = data.experts.index(GPT4)
@@ -180,7 +181,7 @@ def main() -> None:
                 kind,
                 out / kind,
                 embedder(),
-                options=TrainOptions(max_cost=budget, hyper=hyper),
+                options=TrainOptions(max_cost=budget, hyper=hyper_for(kind, **hyper)),
             ).metrics
             op = m["operating_point"]
             results[label] = {

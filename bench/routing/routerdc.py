@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from bench.routing.common import data_dir, embed, embedder, write_json
-from routers.datasets import RoutingOutcomes, load_outcomes
-from routers.trained import load_model
-from routers.training import TrainOptions, train
+from bench.shared_data import shared_outcomes
+from routers.classifiers import Queries
+from routers.trained_model import load_model
+from routers.training import SplitSpec, TrainOptions, hyper_for, train
+from routers.training.datasets import RoutingOutcomes
 
 MULTIPLE_CHOICE = {"mmlu", "cmmlu", "ceval", "arc_challenge", "arc_easy"}
 
@@ -61,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--artifacts", type=Path, default=None)
     args = parser.parse_args()
-    data = load_outcomes(data_dir("routerdc_7models"))
+    data = shared_outcomes(data_dir("routerdc_7models"))
     assert data.split is not None
     vectors = embed(data)
     split = np.array(data.split)
@@ -83,14 +85,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.artifacts or Path(tmp)
         for label, (kind, hyper) in runs.items():
-            opts = TrainOptions(predefined_split=True, hyper=hyper)
+            opts = TrainOptions(split=SplitSpec(predefined=True), hyper=hyper_for(kind, **hyper))
             train(data, kind, out / kind, embedder(), options=opts)
             model = load_model(out / kind)
             entry = {}
             for part in ("test", "ood"):
                 rows = np.flatnonzero(split == part)
                 sub = data.subset(rows)
-                choice = model.choose(list(sub.texts), vectors[rows])
+                choice = model.choose(Queries(sub.texts, vectors[rows]))
                 entry[part] = accuracy_table(sub, choice)
                 gain = 100 * (
                     entry[part]["router_task_average"] - entry[part]["best_single_task_average"]

@@ -20,27 +20,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from routers.probability import log_softmax, softmax
+
 __all__ = [
     "IsotonicCalibration",
     "calibrate_temperature",
     "expected_calibration_error",
     "fit_temperature",
-    "log_softmax",
-    "softmax",
 ]
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
-
-
-def log_softmax(logits: npt.NDArray[np.floating]) -> Floats:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return np.asarray(z - np.log(np.exp(z).sum(axis=-1, keepdims=True)), dtype=np.float64)
-
-
-def softmax(logits: npt.NDArray[np.floating]) -> Floats:
-    return np.exp(log_softmax(logits))
 
 
 def _nll(logits: Floats, labels: Ints, temperature: float) -> float:

@@ -1,6 +1,6 @@
 """Training data for routers: labelled queries and routing outcomes, with loaders and splits.
 
-Two generic formats users bring, and adapters for the shared evaluation folders:
+Two generic kinds of data users bring:
 
     LabelledQueries   text -> category label          (category classifiers)
     RoutingOutcomes   text -> per-expert score, cost  (expert scorers, CoE maps, evaluation)
@@ -9,13 +9,14 @@ File formats::
 
     labelled JSONL   {"text": "...", "label": "math"}            one object a line
     outcomes JSONL   {"text": "...", "scores": {"a": 1, "b": 0}, "costs": {"a": 0.2, "b": 3.0},
-                      "label": "math"}                           costs and label optional
+                      "label": "math", "id": "q1", "split": "train"}
+                                                      costs, label, id and split optional
     outcomes CSV     text[,id][,label],<expert>...,[<expert>|cost...]
 
 A score is any number where higher is better (0/1 correctness, a judge grade scaled to 0-1); an
-empty cell or a missing key is NaN ("no outcome"). `load_labelled` / `load_outcomes` also accept
-a shared-data folder (`mmlu_pro`, `routerbench_subset`, `routerdc_7models`, `mmlu`, `gsm8k`,
-`mt_bench`, `alpaca_eval`, `arena_hard`, `humaneval`: see `routers.shared_data`).
+empty cell or a missing key is NaN ("no outcome"). `split` ("train" / "test") is the split that
+ships with the data, used with `predefined_split`. The benchmark folders of the shared data are
+read by `bench.shared_data`, which also exports them to these formats.
 
 Errors are `DatasetError`, naming the file and line.
 """
@@ -307,7 +308,7 @@ def _number(value: Any, where: str, what: str) -> float:
 
 def load_outcomes_jsonl(path: Path, *, default_cost: float = 1.0) -> RoutingOutcomes:
     """Routing outcomes from JSONL (`{"text", "scores": {...}, "costs"?: {...}, "label"?}`)."""
-    rows: list[tuple[str, str, dict[str, float], dict[str, float], str | None]] = []
+    rows: list[tuple[str, str, dict[str, float], dict[str, float], str | None, str | None]] = []
     experts: dict[str, None] = {}
     for number, row in _json_lines(path):
         where = f"{path}:{number}"
@@ -322,9 +323,18 @@ def load_outcomes_jsonl(path: Path, *, default_cost: float = 1.0) -> RoutingOutc
         if any(math.isnan(c) or c < 0 for c in costs.values()):
             raise DatasetError(f"{where}: costs must be numbers >= 0")
         experts.update(dict.fromkeys(scores))
-        label = row.get("label")
+        label, split = row.get("label"), row.get("split")
+        if split is not None and split not in ("train", "test"):
+            raise DatasetError(f'{where}: \'split\' must be "train" or "test", not {split!r}')
         rows.append(
-            (text, str(row.get("id", number)), scores, costs, None if label is None else str(label))
+            (
+                text,
+                str(row.get("id", number)),
+                scores,
+                costs,
+                None if label is None else str(label),
+                split,
+            )
         )
     if not rows:
         raise DatasetError(f"{path}: no rows")
@@ -333,24 +343,26 @@ def load_outcomes_jsonl(path: Path, *, default_cost: float = 1.0) -> RoutingOutc
     costs_arr = np.array(
         [[r[3].get(e, default_cost) for e in names] for r in rows], dtype=np.float64
     )
-    labels = [r[4] for r in rows]
     return RoutingOutcomes(
         texts=tuple(r[0] for r in rows),
         ids=tuple(r[1] for r in rows),
         experts=names,
         scores=scores_arr,
         costs=costs_arr,
-        labels=_labels_or_none(labels, path),
+        labels=_labels_or_none([r[4] for r in rows], path),
+        split=_labels_or_none([r[5] for r in rows], path, "split"),
         name=path.stem,
     )
 
 
-def _labels_or_none(labels: Sequence[str | None], path: Path) -> tuple[str, ...] | None:
+def _labels_or_none(
+    labels: Sequence[str | None], path: Path, what: str = "label"
+) -> tuple[str, ...] | None:
     present = [label for label in labels if label is not None]
     if not present:
         return None
     if len(present) != len(labels):
-        raise DatasetError(f"{path}: 'label' is set on some rows but not all")
+        raise DatasetError(f"{path}: {what!r} is set on some rows but not all")
     return tuple(present)
 
 
@@ -408,26 +420,31 @@ def load_outcomes_csv(path: Path, *, default_cost: float = 1.0) -> RoutingOutcom
     )
 
 
-def load_labelled(path: Path) -> LabelledQueries:
-    """Labelled queries from a JSONL file, or a shared-data folder as it is."""
-    if path.is_dir():
-        from routers.shared_data import shared_labelled
+FOLDER_HINT = (
+    "a folder of the shared evaluation data converts with "
+    "`python -m bench.shared_data FOLDER --out FILE.jsonl`"
+)
 
-        return shared_labelled(path)
+
+def _not_a_folder(path: Path) -> None:
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder; give a .jsonl or .csv file ({FOLDER_HINT})")
+
+
+def load_labelled(path: Path) -> LabelledQueries:
+    """Labelled queries from a JSONL file."""
+    _not_a_folder(path)
     if path.suffix.lower() in (".jsonl", ".json"):
         return load_labelled_jsonl(path)
-    raise DatasetError(f"{path}: expected a .jsonl file or a shared-data folder")
+    raise DatasetError(f"{path}: expected a .jsonl file")
 
 
 def load_outcomes(path: Path) -> RoutingOutcomes:
-    """Routing outcomes from a JSONL / CSV file, or a shared-data folder as it is."""
-    if path.is_dir():
-        from routers.shared_data import shared_outcomes
-
-        return shared_outcomes(path)
+    """Routing outcomes from a JSONL or CSV file."""
+    _not_a_folder(path)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         return load_outcomes_jsonl(path)
     if suffix == ".csv":
         return load_outcomes_csv(path)
-    raise DatasetError(f"{path}: expected .jsonl, .csv or a shared-data folder")
+    raise DatasetError(f"{path}: expected a .jsonl or .csv file")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from tqdm.auto import tqdm
 
 from routers.embedder import Embedder
 
@@ -141,8 +142,6 @@ class EmbeddingCache:
     def _compute(self, embedder: Embedder, texts: list[str], progress: bool) -> list[Vectors]:
         if not texts:
             return []
-        from tqdm.auto import tqdm
-
         parts: list[Vectors] = []
         bar = tqdm(
             total=len(texts), desc=f"embed ({embedder.id})", unit="text", disable=not progress

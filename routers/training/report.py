@@ -15,15 +15,18 @@ strong-model calls. The curve is extended flat to x = 1 from its last point with
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from routers.calibration import expected_calibration_error, softmax
-from routers.coe_map import fit_coe_map
-from routers.datasets import RoutingOutcomes
-from routers.evaluation import (
+from routers.classifiers import Queries
+from routers.probability import softmax
+from routers.selection import choose
+from routers.trained_model import TrainedModel
+from routers.training.calibration import expected_calibration_error
+from routers.training.datasets import RoutingOutcomes
+from routers.training.evaluation import (
     CurvePoint,
     accuracy,
     aiq,
@@ -34,17 +37,14 @@ from routers.evaluation import (
     macro_f1,
     routed_point,
 )
-from routers.selection import choose, cost_weight_grid, sweep
-
-if TYPE_CHECKING:
-    from routers.trained import TrainedModel
+from routers.training.fit_coe import fit_coe_map
+from routers.training.operating import cost_weight_grid, sweep
 
 __all__ = [
     "classification_metrics",
     "coe_baseline",
     "curve_metrics",
     "outcome_metrics",
-    "plot_metrics",
     "point_json",
 ]
 
@@ -158,10 +158,10 @@ def outcome_metrics(
     *,
     train: RoutingOutcomes | None = None,
 ) -> dict[str, Any]:
-    """The artifact at its operating point and along its cost-weight sweep, on `data`."""
+    """The artifact at its operating point and along its cost-weight sweep, on `data`
+    (`vectors`: the embeddings of its texts)."""
     assert model.expert_costs is not None
-    texts = list(data.texts)
-    quality = model.expert_quality(texts, vectors)
+    quality = model.expert_quality(Queries(data.texts, vectors))
     filled = data.filled_scores()
     chosen = choose(quality, model.expert_costs, model.selection.cost_weight)
     at = routed_point(
@@ -184,41 +184,3 @@ def outcome_metrics(
             **curve_metrics(coe_points, filled, data.costs, data.experts),
         }
     return result
-
-
-def plot_metrics(metrics: dict[str, Any], path: Any) -> None:
-    """A PNG of `metrics`: the confusion matrix of a classifier, or quality-cost curves with the
-    baselines as points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    if "confusion" in metrics:
-        matrix = np.asarray(metrics["confusion"], dtype=float)
-        ax.imshow(matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1), cmap="Blues")
-        labels = metrics.get("labels", [str(i) for i in range(len(matrix))])
-        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(labels)), labels, fontsize=6)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"accuracy {metrics.get('accuracy', float('nan')):.3f}")
-    else:
-        curves = {"router": metrics.get("curve", [])}
-        if "coe_map_true_category" in metrics:
-            curves["CoE map (true category)"] = metrics["coe_map_true_category"]["curve"]
-        for label, curve in curves.items():
-            pts = sorted((p["cost"], p["quality"]) for p in curve)
-            if pts:
-                ax.plot([c for c, _ in pts], [q for _, q in pts], marker=".", label=label)
-        for point in metrics.get("baselines", []):
-            ax.scatter([point["cost"]], [point["quality"]], zorder=3)
-            ax.annotate(point["label"], (point["cost"], point["quality"]), fontsize=6)
-        ax.set_xlabel(f"mean cost ({metrics.get('cost_unit', 'cost')})")
-        ax.set_ylabel("quality")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -1,5 +1,6 @@
-"""`coe train` / `coe eval` on small committed samples of the shared data, and a gateway serving
-the trained artifact (tests/fixtures/shared: attribution in its README)."""
+"""`coe train` / `coe eval` on small committed samples of the shared data (exported to the JSONL
+`coe train` reads, as a user would), and a gateway serving the trained artifact
+(tests/fixtures/shared: attribution in its README)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from bench.shared_data import export
 from gateway.app import create_app
 from gateway.cli import app
 from gateway.settings import load_settings
@@ -21,9 +23,16 @@ from routers.factory import build_router
 from tests.servers import serve_in_thread
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "shared"
-MMLU_PRO = FIXTURES / "mmlu_pro"
-ROUTERBENCH = FIXTURES / "routerbench_subset"
 runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The two committed samples as `coe train` reads them (`python -m bench.shared_data`)."""
+    out = tmp_path_factory.mktemp("data")
+    for name in ("mmlu_pro", "routerbench_subset"):
+        export(FIXTURES / name, out / f"{name}.jsonl")
+    return {"mmlu_pro": out / "mmlu_pro.jsonl", "routerbench": out / "routerbench_subset.jsonl"}
 
 
 @pytest.fixture(autouse=True)
@@ -38,11 +47,12 @@ def coe(*args: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def classifier(
+    tmp_path_factory: pytest.TempPathFactory, data: dict[str, Path]
+) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("art") / "mmlu-pro-logistic"
-    metrics = coe(
-        "train", "--data", str(MMLU_PRO), "--router", "logistic", "--out", str(out), "--json"
-    )
+    mmlu_pro = str(data["mmlu_pro"])
+    metrics = coe("train", "--data", mmlu_pro, "--router", "logistic", "--out", str(out), "--json")
     return out, metrics
 
 
@@ -57,7 +67,7 @@ def test_train_writes_an_artifact_without_pickle(classifier: tuple[Path, dict[st
 
 
 def test_eval_scores_the_dev_rows_the_training_reported(
-    classifier: tuple[Path, dict[str, Any]], tmp_path: Path
+    classifier: tuple[Path, dict[str, Any]], tmp_path: Path, data: dict[str, Path]
 ) -> None:
     out, trained = classifier
     evaluated = coe(
@@ -65,7 +75,7 @@ def test_eval_scores_the_dev_rows_the_training_reported(
         "--artifact",
         str(out),
         "--data",
-        str(MMLU_PRO),
+        str(data["mmlu_pro"]),
         "--json",
         "--out-dir",
         str(tmp_path / "report"),
@@ -76,12 +86,13 @@ def test_eval_scores_the_dev_rows_the_training_reported(
     assert (tmp_path / "report" / "metrics.png").stat().st_size > 1000
 
 
-def test_scorer_under_a_cost_cap_and_the_baselines(tmp_path: Path) -> None:
+def test_scorer_under_a_cost_cap_and_the_baselines(tmp_path: Path, data: dict[str, Path]) -> None:
     out = tmp_path / "rb-heads"
+    routerbench = str(data["routerbench"])
     metrics = coe(
         "train",
         "--data",
-        str(ROUTERBENCH),
+        routerbench,
         "--router",
         "heads",
         "--out",
@@ -92,10 +103,10 @@ def test_scorer_under_a_cost_cap_and_the_baselines(tmp_path: Path) -> None:
     )
     assert json.loads((out / "manifest.json").read_text())["kind"] == "scorer/heads"
     assert "aiq" in json.dumps(metrics)
-    baselines = coe("eval", "--baselines", "--data", str(ROUTERBENCH), "--json")
+    baselines = coe("eval", "--baselines", "--data", routerbench, "--json")
     labels = [b["label"] for b in baselines["baselines"]]
     assert any(label.startswith("best single") for label in labels) and "oracle" in labels
-    table = runner.invoke(app, ["eval", "--baselines", "--data", str(ROUTERBENCH)])
+    table = runner.invoke(app, ["eval", "--baselines", "--data", routerbench])
     assert table.exit_code == 0
     oracle = next(line for line in table.output.splitlines() if line.startswith("oracle"))
     assert oracle.split()[-1] == f"{baselines['baselines'][3]['quality']:.4f}"
@@ -104,12 +115,12 @@ def test_scorer_under_a_cost_cap_and_the_baselines(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--data", str(MMLU_PRO), "--router", "magic", "--out", "x"], "unknown router"),
+        (["train", "--data", "{mmlu_pro}", "--router", "magic", "--out", "x"], "unknown router"),
         (
             [
                 "train",
                 "--data",
-                str(MMLU_PRO),
+                "{mmlu_pro}",
                 "--router",
                 "heads",
                 "--out",
@@ -121,11 +132,18 @@ def test_scorer_under_a_cost_cap_and_the_baselines(tmp_path: Path) -> None:
             ],
             "at most one",
         ),
-        (["eval", "--data", str(MMLU_PRO)], "--artifact"),
+        (["eval", "--data", "{mmlu_pro}"], "--artifact"),
+        (
+            ["train", "--data", str(FIXTURES / "mmlu_pro"), "--router", "knn", "--out", "x"],
+            "is a folder; give a .jsonl or .csv file (a folder of the shared evaluation data "
+            "converts with `python -m bench.shared_data FOLDER --out FILE.jsonl`)",
+        ),
     ],
 )
-def test_bad_invocations_exit_2_with_a_reason(args: list[str], message: str) -> None:
-    result = runner.invoke(app, args)
+def test_bad_invocations_exit_2_with_a_reason(
+    args: list[str], message: str, data: dict[str, Path]
+) -> None:
+    result = runner.invoke(app, [a.format(mmlu_pro=data["mmlu_pro"]) for a in args])
     assert result.exit_code == 2 and message in result.output
 
 
@@ -142,8 +160,10 @@ def test_a_scorer_refuses_labelled_queries_with_what_to_do(tmp_path: Path) -> No
     assert baselines.exit_code == 2 and "not routing outcomes" in baselines.output
 
 
-def test_train_table_shows_where_the_operating_point_was_chosen(tmp_path: Path) -> None:
-    args = ["train", "--data", str(ROUTERBENCH), "--router", "heads", "--max-cost", "0.002"]
+def test_train_table_shows_where_the_operating_point_was_chosen(
+    tmp_path: Path, data: dict[str, Path]
+) -> None:
+    args = ["train", "--data", str(data["routerbench"]), "--router", "heads", "--max-cost", "0.002"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "rb")])
     assert result.exit_code == 0, result.output
     row = next(line for line in result.stdout.splitlines() if line.startswith("chosen on val"))
@@ -166,7 +186,7 @@ def test_baselines_on_outcomes_without_a_complete_row_exit_2(tmp_path: Path) -> 
 
 @pytest.fixture
 def trained_gateway(
-    classifier: tuple[Path, dict[str, Any]], tmp_path: Path, embedder: Embedder
+    classifier: tuple[Path, dict[str, Any]], tmp_path: Path, real_embedder: Embedder
 ) -> Iterator[str]:
     config = tmp_path / "coe.yaml"
     experts = [
@@ -183,7 +203,7 @@ def trained_gateway(
         )
     )
     settings = load_settings(config)
-    app_ = create_app(settings, router=build_router(settings.router, embedder))
+    app_ = create_app(settings, router=build_router(settings.router, real_embedder))
     with serve_in_thread(app_) as url:
         yield url
 

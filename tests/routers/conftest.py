@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
-import numpy as np
 import pytest
 
 from registry.spec import ExpertKind, ExpertSpec
 from routers.base import ExpertTable
-from routers.embedder import CachedEmbedder, Embedder, SentenceTransformerEmbedder, Vectors
-
-
-class FakeEmbedder:
-    """Bag of words over a fixed vocabulary; texts with no known word point at an 'unknown' axis.
-
-    `texts` records every text it was asked to embed, so tests can count the work.
-    """
-
-    id = "fake"
-
-    def __init__(self, vocabulary: Sequence[str]) -> None:
-        self.vocabulary = {word: i for i, word in enumerate(vocabulary)}
-        self.texts: list[str] = []
-
-    @property
-    def dim(self) -> int:
-        return len(self.vocabulary) + 1
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        self.texts.extend(texts)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                if word in self.vocabulary:
-                    out[row, self.vocabulary[word]] += 1.0
-            if not out[row].any():
-                out[row, -1] = 1.0
-        normalised: Vectors = out / np.linalg.norm(out, axis=1, keepdims=True)
-        return normalised
+from routers.embedder import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from tests.fakes import FakeEmbedder
 
 
 def expert(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,12 +12,12 @@ from routers.centroid import CentroidRouter
 from routers.config import RouterConfig
 from routers.embedder import Embedder
 from routers.factory import build_router
+from tests.fakes import FakeEmbedder
 from tests.routers.conftest import (
     CATEGORIES,
     HELD_OUT,
     MIN_SIMILARITY,
     OUT_OF_DOMAIN,
-    FakeEmbedder,
     expert,
     experts,
     table,
@@ -154,21 +153,3 @@ def test_deterministic(minilm_raw: Embedder) -> None:
     second = [real_router(minilm_raw).route(q, experts()) for q, _ in HELD_OUT]
     for a, b in zip(first, second, strict=True):
         assert (a.experts, a.categories, a.fallback) == (b.experts, b.categories, b.fallback)
-
-
-def test_measure_route_latency(minilm_raw: Embedder, capsys: pytest.CaptureFixture[str]) -> None:
-    """Measures only (no timed assertion); the numbers are printed even without `-s`."""
-    router = real_router(minilm_raw)
-    table_ = experts()
-    router.route("warm up", table_)
-    samples = []
-    for i, (query, _) in enumerate(HELD_OUT):
-        started = time.perf_counter()
-        router.route(f"{query} #{i}", table_)  # distinct texts: no cache hits
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    with capsys.disabled():
-        print(
-            f"\ncentroid route latency over {len(samples)} queries: "
-            f"median {samples[len(samples) // 2]:.2f} ms, max {samples[-1]:.2f} ms"
-        )

@@ -20,7 +20,7 @@ from routers.embedder import (
 )
 from routers.factory import build_embedder, build_router
 from routers.knn import KnnRouter
-from tests.routers.conftest import FakeEmbedder
+from tests.fakes import FakeEmbedder
 
 TEXTS = [
     "What is the integral of x^2?",

@@ -2,48 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from tests.fakes import HashingEmbedder
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "shared"
-
-
-class HashingEmbedder:
-    """Words hashed into `dim` buckets, L2-normalised; counts the texts it embeds."""
-
-    def __init__(self, dim: int = 64, id: str = "hash-bow") -> None:
-        self._dim = dim
-        self._id = id
-        self.calls = 0
-        self.texts = 0
-        self.last: list[str] = []
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        self.calls += 1
-        self.texts += len(texts)
-        self.last = list(texts)
-        out = np.zeros((len(texts), self._dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                bucket = int(hashlib.md5(word.encode()).hexdigest()[:8], 16) % self._dim
-                out[row, bucket] += 1.0
-            out[row, 0] += 1e-3
-        normalised: npt.NDArray[np.float32] = out / np.linalg.norm(out, axis=1, keepdims=True)
-        return normalised
 
 
 @pytest.fixture

@@ -6,11 +6,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.artifact import ArtifactError, Manifest, load_artifact, read_manifest, save_artifact
+from routers.artifact import (
+    ArtifactError,
+    ArtifactFamily,
+    Manifest,
+    load_artifact,
+    read_manifest,
+    save_artifact,
+)
 
 
 def manifest() -> Manifest:
-    return Manifest(kind="classifier/logistic", embedder_id="e", data_hash="h", labels=("a", "b"))
+    return Manifest(
+        ArtifactFamily.CLASSIFIER, "logistic", embedder_id="e", data_hash="h", labels=("a", "b")
+    )
 
 
 def test_round_trip(tmp_path: Path) -> None:

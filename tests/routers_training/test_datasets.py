@@ -7,15 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.datasets import (
+from routers.training.datasets import (
     DatasetError,
     load_labelled,
     load_outcomes,
     train_dev_split,
 )
-from routers.shared_data import MMLU_PRO_ACTIVE_PARAMS_B
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def write(path: Path, lines: list[str]) -> Path:
@@ -101,38 +98,22 @@ def test_split_is_deterministic_disjoint_and_stratified() -> None:
     assert not np.array_equal(dev, train_dev_split(60, 0.2, seed=4, stratify=labels)[1])
 
 
-def test_data_hash_changes_with_content(mmlu_pro_folder: Path) -> None:
-    data = load_outcomes(mmlu_pro_folder)
-    assert data.data_hash() == load_outcomes(mmlu_pro_folder).data_hash()
-    assert data.subset(range(10)).data_hash() != data.data_hash()
-
-
-def test_mmlu_pro_adapter(mmlu_pro_folder: Path) -> None:
-    data = load_outcomes(mmlu_pro_folder)
-    assert len(data) == 140 and len(data.experts) == 27
-    assert not any(e.startswith("gemini") for e in data.experts)
-    assert "\nA. " in data.texts[0]
-    col = data.experts.index("Mixtral-8x7B-Instruct-v0.1")
-    assert set(data.costs[:, col]) == {12.9}
-    assert len(set(load_labelled(mmlu_pro_folder).labels)) == 14
-
-
-def test_routerbench_adapter_costs_in_usd(routerbench_folder: Path) -> None:
-    data = load_outcomes(routerbench_folder)
-    gpt4 = data.experts.index("gpt-4-1106-preview")
-    assert data.cost_unit == "USD"
-    assert data.costs[:, gpt4].mean() > data.costs.mean()
-    assert set(data.split or ()) <= {"train", "test"}
-
-
-def test_unknown_folder_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="no routing outcomes"):
+def test_a_folder_is_refused_with_how_to_convert_it(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"is a folder; .*python -m bench\.shared_data"):
         load_outcomes(tmp_path)
+    with pytest.raises(DatasetError, match="is a folder"):
+        load_labelled(tmp_path)
 
 
-def test_active_params_match_the_sourced_table() -> None:
-    with (REPO / "bench" / "routing" / "model_params.csv").open(newline="") as f:
-        table = {r["model"]: r for r in csv.DictReader(f)}
-    for model, active in MMLU_PRO_ACTIVE_PARAMS_B.items():
-        assert float(table[model]["active_params_b"]) == active, model
-        assert table[model]["source"], model
+def test_outcomes_jsonl_carries_a_split(tmp_path: Path) -> None:
+    rows = [
+        {"text": "q1", "scores": {"a": 1}, "split": "train"},
+        {"text": "q2", "scores": {"a": 0}, "split": "test"},
+    ]
+    assert load_outcomes(write(tmp_path / "o.jsonl", [json.dumps(r) for r in rows])).split == (
+        "train",
+        "test",
+    )
+    rows[1]["split"] = "dev"
+    with pytest.raises(DatasetError, match=r":2: 'split' must be \"train\" or \"test\""):
+        load_outcomes(write(tmp_path / "bad.jsonl", [json.dumps(r) for r in rows]))

@@ -3,14 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from routers.calibration import (
+from routers.probability import softmax
+from routers.training.calibration import (
     IsotonicCalibration,
     calibrate_temperature,
     expected_calibration_error,
     fit_temperature,
-    softmax,
 )
-from routers.evaluation import (
+from routers.training.evaluation import (
+    CurvePoint,
     aiq,
     apgr,
     baseline_points,
@@ -20,6 +21,7 @@ from routers.evaluation import (
     macro_f1,
     non_decreasing_convex_hull,
 )
+from routers.training.report import curve_metrics
 
 
 def test_aiq_of_a_known_curve() -> None:
@@ -108,8 +110,6 @@ def test_isotonic_is_monotone_and_fits_steps() -> None:
 
 
 def test_curve_metrics_two_models_and_equal_costs() -> None:
-    from routers.evaluation import CurvePoint
-    from routers.metrics_report import curve_metrics
 
     scores = np.array([[1.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
     costs = np.tile([0.0, 1.0], (4, 1))  # weak is free, strong costs 1 call

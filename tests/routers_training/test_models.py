@@ -6,54 +6,62 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from routers.classifiers import (
-    CentroidClassifier,
-    HybridClassifier,
-    KnnClassifier,
-    LogisticClassifier,
-    MlpClassifier,
+from routers.classifiers import HybridClassifier, LogisticClassifier, Queries
+from routers.selection import adaptive_top_k, choose
+from routers.training.fit_classifiers import (
+    CentroidHyper,
+    HybridHyper,
+    KnnHyper,
+    LogisticHyper,
+    MlpHyper,
 )
-from routers.coe_map import fit_coe_map
-from routers.scorers import HeadsScorer, KnnScorer, MfScorer
-from routers.selection import adaptive_top_k, choose, constrained_point, operating_point, sweep
-from routers.text_features import TfidfVocabulary, sparse_matrix
+from routers.training.fit_coe import fit_coe_map
+from routers.training.fit_scorers import HeadsHyper, KnnScorerHyper, MfHyper
+from routers.training.operating import constrained_point, operating_point, sweep
+from routers.training.tfidf import fit_vocabulary, sparse_matrix
 from tests.routers_training.conftest import clusters
+
+
+def q(x: np.ndarray) -> Queries:
+    """Embeddings whose texts do not matter (every kind but the hybrid reads vectors only)."""
+    return Queries([""] * len(x), x)
 
 
 @pytest.mark.parametrize(
     "fit",
     [
-        lambda x, y: LogisticClassifier.fit(x, y, 4),
-        lambda x, y: MlpClassifier.fit(x, y, 4, hidden=(16,), max_iter=300),
-        lambda x, y: KnnClassifier.fit(x, y, 4, k=5),
-        lambda x, y: CentroidClassifier.fit(x, y, 4),
+        lambda x, y: LogisticHyper(c=10.0).fit(q(x), y, 4),
+        lambda x, y: MlpHyper(hidden=(16,), max_iter=300).fit(q(x), y, 4),
+        lambda x, y: KnnHyper(k=5).fit(q(x), y, 4),
+        lambda x, y: CentroidHyper().fit(q(x), y, 4),
     ],
     ids=["logistic", "mlp", "knn", "centroid"],
 )
 def test_classifiers_learn_and_round_trip(fit: Any) -> None:
     x, y = clusters()
     model = fit(x[::2], y[::2])
-    probs = model.predict_proba(x[1::2])
+    probs = model.predict_proba(q(x[1::2]))
     assert probs.shape == (60, 4)  # the 4th class never occurs in training
     assert np.allclose(probs.sum(axis=1), 1.0)
     assert (probs.argmax(axis=1) == y[1::2]).mean() > 0.95
     assert probs[:, 3].max() < 0.05
     again = type(model).from_arrays(model.to_arrays(), model.params())
-    assert np.array_equal(again.predict_proba(x[1::2]), probs)
+    assert np.array_equal(again.predict_proba(q(x[1::2])), probs)
 
 
 def test_temperature_flattens_but_keeps_the_argmax() -> None:
     x, y = clusters()
-    model = LogisticClassifier.fit(x, y, 3)
-    hot = type(model)(model.weights, model.bias, temperature=5.0)
-    p, q = model.predict_proba(x), hot.predict_proba(x)
-    assert np.array_equal(p.argmax(1), q.argmax(1)) and q.max(1).mean() < p.max(1).mean()
+    model = LogisticHyper(c=10.0).fit(q(x), y, 3)
+    hot = LogisticClassifier(model.weights, model.bias, temperature=5.0)
+    p, r = model.predict_proba(q(x)), hot.predict_proba(q(x))
+    assert np.array_equal(p.argmax(1), r.argmax(1)) and r.max(1).mean() < p.max(1).mean()
+    assert np.array_equal(model.with_temperature(5.0).predict_proba(q(x)), r)
 
 
 def test_tfidf_matches_scikit_learn() -> None:
     docs = ["The cat sat on the mat.", "Dogs and cats!", "A mat for the dog", "the the cat", "x"]
     for analyzer, ngram in [("word", (1, 2)), ("char_wb", (2, 4))]:
-        mine = TfidfVocabulary.fit(docs, analyzer, ngram, max_features=None, min_df=1)
+        mine = fit_vocabulary(docs, analyzer, ngram, max_features=None, min_df=1)
         ref = TfidfVectorizer(analyzer=analyzer, ngram_range=ngram, sublinear_tf=True).fit(docs)
         new = ["the cat and the dog on a mat", "zzz", "Cats"]
         got = sparse_matrix(mine.transform(new), len(mine)).toarray()
@@ -62,18 +70,19 @@ def test_tfidf_matches_scikit_learn() -> None:
 
 def test_tfidf_on_too_few_queries_says_what_to_do() -> None:
     with pytest.raises(ValueError, match="TF-IDF vocabulary is empty: give more queries"):
-        TfidfVocabulary.fit(["integrate x", "fall of rome"], "word", (1, 2), min_df=2)
+        fit_vocabulary(["integrate x", "fall of rome"], "word", (1, 2), min_df=2)
 
 
 def test_hybrid_classifier_uses_words_and_round_trips() -> None:
     texts = [f"{w} question number {i}" for i in range(30) for w in ("tort", "enzyme")]
     y = np.array([0, 1] * 30, dtype=np.int64)
     x = np.ones((60, 4), dtype=np.float32) / 2.0  # embeddings carry no signal here
-    model = HybridClassifier.fit(texts, x, y, 2, word_features=100, char_features=200)
-    probs = model.predict_proba_from(x[:2], ["a tort case", "which enzyme"])
+    model = HybridHyper(word_features=100, char_features=200).fit(Queries(texts, x), y, 2)
+    asked = Queries(["a tort case", "which enzyme"], x[:2])
+    probs = model.predict_proba(asked)
     assert probs.argmax(1).tolist() == [0, 1]
     again = HybridClassifier.from_arrays(model.to_arrays(), model.params())
-    assert np.array_equal(again.predict_proba_from(x[:2], ["a tort case", "which enzyme"]), probs)
+    assert np.array_equal(again.predict_proba(asked), probs)
 
 
 def outcome_clusters() -> tuple[np.ndarray, np.ndarray]:
@@ -90,9 +99,9 @@ def outcome_clusters() -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize(
     "fit",
     [
-        lambda x, s: HeadsScorer.fit(x, s, l2=1e-4),
-        lambda x, s: MfScorer.fit(x, s, rank=4, l2=1e-4),
-        lambda x, s: KnnScorer.fit(x, s, k=10),
+        lambda x, s: HeadsHyper(l2=1e-4).fit(x, s),
+        lambda x, s: MfHyper(rank=4, l2=1e-4).fit(x, s),
+        lambda x, s: KnnScorerHyper(k=10).fit(x, s),
     ],
     ids=["heads", "mf", "knn"],
 )

@@ -7,15 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.shared_data import shared_outcomes
 from registry.spec import ExpertKind, ExpertSpec
 from routers.artifact import ArtifactError, read_manifest
 from routers.base import ExpertTable, Router
-from routers.datasets import load_outcomes
-from routers.embed_cache import EmbeddingCache
 from routers.expert_map import ExpertMap
-from routers.trained import TrainedRouter, load_model
-from routers.training import TrainOptions, evaluate, evaluate_baselines, train
-from tests.routers_training.conftest import HashingEmbedder
+from routers.trained import TrainedRouter
+from routers.trained_model import load_model
+from routers.training import SplitSpec, TrainOptions, evaluate, evaluate_baselines, train
+from routers.training.embed_cache import EmbeddingCache
+from routers.training.fit_classifiers import LogisticHyper
+from routers.training.fit_scorers import HeadsHyper
+from tests.fakes import HashingEmbedder
+
+QUARTER = SplitSpec(dev_fraction=0.25)
 
 
 def spec(name: str, *categories: str) -> ExpertSpec:
@@ -44,14 +49,14 @@ def test_embedding_cache_reuses_and_keys_by_text(tmp_path: Path, embedder: Hashi
 def test_classifier_train_evaluate_and_route(
     tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
 ) -> None:
-    data = load_outcomes(mmlu_pro_folder)
-    options = TrainOptions(dev_fraction=0.25, hyper={"c": 4.0})
+    data = shared_outcomes(mmlu_pro_folder)
+    options = TrainOptions(split=SplitSpec(dev_fraction=0.25), hyper=LogisticHyper(c=4.0))
     out = tmp_path / "clf"
     result = train(
         data, "logistic", out, embedder, options=options, cache=EmbeddingCache(tmp_path / "c")
     )
     manifest = read_manifest(out)
-    assert manifest.kind == "classifier/logistic" and manifest.embedder_id == "hash-bow"
+    assert manifest.tag == "classifier/logistic" and manifest.embedder_id == "hash-bow"
     assert len(manifest.labels) == 14 and manifest.data_hash == data.data_hash()
     assert result.metrics["rows"]["dev"] == 28 and 0.0 <= result.metrics["accuracy"] <= 1.0
     assert np.array(result.metrics["confusion"]).sum() == 28
@@ -81,9 +86,9 @@ def test_classifier_train_evaluate_and_route(
 def test_scorer_train_picks_an_operating_point_within_budget(
     tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
 ) -> None:
-    data = load_outcomes(mmlu_pro_folder)
+    data = shared_outcomes(mmlu_pro_folder)
     out = tmp_path / "heads"
-    options = TrainOptions(dev_fraction=0.25, max_cost=20.0, hyper={"l2": 1e-2})
+    options = TrainOptions(split=QUARTER, max_cost=20.0, hyper=HeadsHyper(l2=1e-2))
     result = train(data, "heads", out, embedder, options=options, cache=EmbeddingCache(tmp_path))
     metrics = result.metrics
     assert {"aiq", "curve", "baselines", "operating_point", "coe_map_true_category"} <= set(metrics)
@@ -105,16 +110,16 @@ def test_scorer_train_picks_an_operating_point_within_budget(
 def test_scorer_train_for_a_quality_floor_picks_the_cheapest_point_reaching_it(
     tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
 ) -> None:
-    data = load_outcomes(mmlu_pro_folder)
+    data = shared_outcomes(mmlu_pro_folder)
     cache = EmbeddingCache(tmp_path)
-    free = TrainOptions(dev_fraction=0.25, hyper={"l2": 1e-2})
+    free = TrainOptions(split=QUARTER, hyper=HeadsHyper(l2=1e-2))
     best = train(data, "heads", tmp_path / "free", embedder, options=free, cache=cache).metrics
     floor = 0.8 * best["val_operating_point"]["quality"]
-    options = TrainOptions(dev_fraction=0.25, min_quality=floor, hyper={"l2": 1e-2})
+    options = TrainOptions(split=QUARTER, min_quality=floor, hyper=HeadsHyper(l2=1e-2))
     got = train(data, "heads", tmp_path / "floor", embedder, options=options, cache=cache).metrics
     assert got["val_operating_point"]["quality"] >= floor
     assert got["val_operating_point"]["cost"] < best["val_operating_point"]["cost"]
-    too_high = TrainOptions(dev_fraction=0.25, min_quality=1.01, hyper={"l2": 1e-2})
+    too_high = TrainOptions(split=QUARTER, min_quality=1.01, hyper=HeadsHyper(l2=1e-2))
     with pytest.raises(ValueError, match=r"no operating point reaches quality 1\.01"):
         train(data, "heads", tmp_path / "x", embedder, options=too_high, cache=cache)
 
@@ -122,7 +127,7 @@ def test_scorer_train_for_a_quality_floor_picks_the_cheapest_point_reaching_it(
 def test_router_reloads_a_changed_artifact_and_keeps_a_broken_one(
     tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
 ) -> None:
-    data = load_outcomes(mmlu_pro_folder)
+    data = shared_outcomes(mmlu_pro_folder)
     out = tmp_path / "a"
     cache = EmbeddingCache(tmp_path / "c")
     train(data, "centroid", out, embedder, options=TrainOptions(calibrate=False), cache=cache)
@@ -145,7 +150,7 @@ def test_router_reloads_a_changed_artifact_and_keeps_a_broken_one(
 def test_router_refuses_an_artifact_from_another_embedder(
     tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
 ) -> None:
-    data = load_outcomes(mmlu_pro_folder).labelled()
+    data = shared_outcomes(mmlu_pro_folder).labelled()
     train(data, "centroid", tmp_path / "a", embedder, cache=EmbeddingCache(tmp_path / "c"))
     with pytest.raises(ArtifactError, match="trained on embedder 'hash-bow'"):
         TrainedRouter(HashingEmbedder(id="minilm"), tmp_path / "a")
@@ -154,7 +159,7 @@ def test_router_refuses_an_artifact_from_another_embedder(
 def test_scorer_kinds_need_outcomes(
     tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
 ) -> None:
-    data = load_outcomes(mmlu_pro_folder).labelled()
+    data = shared_outcomes(mmlu_pro_folder).labelled()
     with pytest.raises(ValueError, match="needs routing outcomes"):
         train(data, "mf", tmp_path / "a", embedder)
 
@@ -162,7 +167,7 @@ def test_scorer_kinds_need_outcomes(
 def test_only_the_first_characters_are_embedded_when_asked(
     tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
 ) -> None:
-    data = load_outcomes(mmlu_pro_folder).labelled()
+    data = shared_outcomes(mmlu_pro_folder).labelled()
     options = TrainOptions(embed_chars=40, calibrate=False)
     cache = EmbeddingCache(tmp_path)
     train(data, "logistic", tmp_path / "a", embedder, options=options, cache=cache)
@@ -173,8 +178,8 @@ def test_only_the_first_characters_are_embedded_when_asked(
 
 
 def test_baselines_on_the_dev_rows(routerbench_folder: Path) -> None:
-    data = load_outcomes(routerbench_folder)
-    result = evaluate_baselines(data, TrainOptions(dev_fraction=0.4))
+    data = shared_outcomes(routerbench_folder)
+    result = evaluate_baselines(data, SplitSpec(dev_fraction=0.4))
     labels = [p["label"] for p in result["baselines"]]
     assert labels[0] == "best single (gpt-4-1106-preview)" and labels[-1] == "oracle"
     assert result["rows"] == 18 and result["cost_unit"] == "USD"
@@ -186,11 +191,11 @@ def test_baselines_on_the_dev_rows(routerbench_folder: Path) -> None:
 def test_missing_outcomes_are_left_out_of_scoring(
     tmp_path: Path, embedder: HashingEmbedder, mmlu_pro_folder: Path
 ) -> None:
-    data = load_outcomes(mmlu_pro_folder)
+    data = shared_outcomes(mmlu_pro_folder)
     complete = set(data.complete_rows().tolist())
     assert 0 < len(complete) < len(data)  # the sample keeps DeepSeek-Coder-V2's gaps
     cache = EmbeddingCache(tmp_path / "c")
-    options = TrainOptions(dev_fraction=0.25, hyper={"l2": 1e-2})
+    options = TrainOptions(split=QUARTER, hyper=HeadsHyper(l2=1e-2))
     result = train(data, "heads", tmp_path / "heads", embedder, options=options, cache=cache)
     rows = result.metrics["rows"]
     assert rows["dev"] == 28 and 0 < rows["dev_scored"] < rows["dev"]
@@ -202,7 +207,7 @@ def test_missing_outcomes_are_left_out_of_scoring(
     with pytest.raises(ValueError, match="no evaluated row has an outcome for every expert"):
         evaluate(tmp_path / "heads", data.subset(gaps), embedder, cache=cache)
     # sparse logs: counting a missing outcome as a failure scores every row again
-    failure = TrainOptions(dev_fraction=0.25, missing_as_failure=True, hyper={"l2": 1e-2})
+    failure = TrainOptions(split=QUARTER, missing_as_failure=True, hyper=HeadsHyper(l2=1e-2))
     result = train(data, "heads", tmp_path / "h0", embedder, options=failure, cache=cache)
     assert result.metrics["rows"]["dev_scored"] == 28
     assert evaluate(tmp_path / "h0", data.subset(gaps), embedder, cache=cache)["rows"] == len(gaps)
