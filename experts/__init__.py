@@ -1,12 +1,14 @@
 """Experts: things that answer chat requests (OpenAI-compatible servers, vLLM, simulators,
 local models). `experts.local` (torch) is imported only when a local expert is built."""
 
-from experts.base import (
+from experts.base import Expert, ExpertHealth
+from experts.chat import (
+    AUTO_MODEL,
     ChatDelta,
     ChatRequest,
     ChatResult,
-    Expert,
-    ExpertHealth,
+    Message,
+    Sampling,
     Usage,
     with_system_prompt,
 )
@@ -26,6 +28,7 @@ from experts.simulator_app import create_simulator_app, serve_simulator
 from experts.vllm import VllmExpert
 
 __all__ = [
+    "AUTO_MODEL",
     "ChatDelta",
     "ChatRequest",
     "ChatResult",
@@ -35,7 +38,9 @@ __all__ = [
     "ExpertHealth",
     "ExpertTimeout",
     "ExpertUnavailable",
+    "Message",
     "OpenAIExpert",
+    "Sampling",
     "SimulatedExpert",
     "SimulatorConfig",
     "SimulatorStats",

@@ -1,4 +1,4 @@
-"""The `Expert` protocol and the domain types it speaks (not the OpenAI wire models).
+"""The `Expert` protocol: something that answers chat requests (`experts.chat` types).
 
 Lifecycle of an expert::
 
@@ -15,67 +15,14 @@ try the next expert; after that the error goes into the client's stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
+from experts.chat import ChatDelta, ChatRequest, ChatResult
 from registry.spec import ExpertSpec
 
-__all__ = [
-    "ChatDelta",
-    "ChatRequest",
-    "ChatResult",
-    "Expert",
-    "ExpertHealth",
-    "Usage",
-    "with_system_prompt",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts as OpenAI reports them."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
-    """One chat request as an expert sees it.
-
-    `messages` are OpenAI chat messages as plain mappings (role, content, ...). `params` holds
-    every other OpenAI field the client sent (temperature, max_tokens, stop, top_p, seed, any
-    unknown extra), minus `model`, `messages` and `stream`; experts pass through what they
-    support and ignore the rest.
-    """
-
-    messages: tuple[Mapping[str, Any], ...]
-    params: Mapping[str, Any] = field(default_factory=dict)
-    request_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ChatResult:
-    """A complete answer."""
-
-    content: str
-    model: str
-    finish_reason: str | None = "stop"
-    usage: Usage | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChatDelta:
-    """One piece of a streamed answer. The last delta carries `finish_reason` (and usage)."""
-
-    content: str = ""
-    finish_reason: str | None = None
-    usage: Usage | None = None
+__all__ = ["Expert", "ExpertHealth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +54,3 @@ class Expert(Protocol):
     async def health(self) -> ExpertHealth: ...
 
     async def aclose(self) -> None: ...
-
-
-def with_system_prompt(
-    messages: tuple[Mapping[str, Any], ...], system_prompt: str | None
-) -> tuple[Mapping[str, Any], ...]:
-    """Prepend the expert's system prompt unless the request already has a system message."""
-    if not system_prompt or any(m.get("role") == "system" for m in messages):
-        return messages
-    return ({"role": "system", "content": system_prompt}, *messages)

@@ -37,11 +37,12 @@ from transformers import (
     TextStreamer,
 )
 
-from experts.base import (
+from experts.base import ExpertHealth
+from experts.chat import (
     ChatDelta,
     ChatRequest,
     ChatResult,
-    ExpertHealth,
+    Message,
     Usage,
     with_system_prompt,
 )
@@ -53,7 +54,7 @@ from experts.errors import (
     UpstreamError,
     UpstreamRejected,
 )
-from experts.sampling import GenerationParams, StopTrimmer, plain_messages
+from experts.sampling import GenerationParams, LocalOptions, StopTrimmer
 from experts.weights import prepare_smollm2
 from registry.spec import ExpertSpec
 
@@ -185,12 +186,14 @@ def _source_key(source: str) -> str:
 class LocalExpert:
     """An expert answered by an in-process model from a `LocalModelStore`.
 
-    `spec.options` may set generation defaults: `max_tokens` (256), `temperature`, `top_p`.
+    `spec.options` sets generation defaults (`LocalOptions`: `max_tokens` (256), `temperature`,
+    `top_p`, `repetition_penalty`); a bad option is a ValueError when the expert is built.
     A request `seed` seeds torch's global generator under the model's lock.
     """
 
     def __init__(self, spec: ExpertSpec, *, store: LocalModelStore) -> None:
         self._spec = spec
+        self._options = LocalOptions.of(spec.name, spec.options)
         self._store = store
         self._source = spec.model or DEFAULT_SOURCE
         self._jobs: set[_Job] = set()
@@ -280,12 +283,9 @@ class LocalExpert:
             raise ExpertUnavailable(exc.message, expert=self.name) from exc
 
     def _prepare(self, request: ChatRequest) -> tuple[GenerationParams, list[dict[str, str]]]:
-        try:
-            params = GenerationParams.from_request(request.params, self._spec.options)
-            messages = with_system_prompt(request.messages, self._spec.system_prompt)
-            return params, plain_messages(messages)
-        except ValueError as exc:
-            raise UpstreamRejected(str(exc), expert=self.name, status=400) from exc
+        params = GenerationParams.resolve(request.sampling, self._options)
+        messages = with_system_prompt(request.messages, self._spec.system_prompt)
+        return params, _template_messages(messages)
 
     async def _next(self, job: _Job, deadline: float, sent: bool) -> str | None:
         """The next piece of text, or None at the end; raises on timeout or cancel."""
@@ -328,6 +328,11 @@ class LocalExpert:
         reason = "length" if cut_short and not (job.hit_eos or job.stopped_by_string) else "stop"
         usage = Usage(prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens)
         return ChatDelta(content=tail, finish_reason=reason, usage=usage)
+
+
+def _template_messages(messages: tuple[Message, ...]) -> list[dict[str, str]]:
+    """Messages as the chat template reads them: role and text (text parts joined)."""
+    return [{"role": m.role, "content": m.text()} for m in messages]
 
 
 class _CancelFlag(StoppingCriteria):

@@ -26,7 +26,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from experts.base import ChatDelta, ChatRequest, ChatResult, ExpertHealth, Usage, with_system_prompt
+from experts.base import ExpertHealth
+from experts.chat import ChatDelta, ChatRequest, ChatResult, Usage, with_system_prompt
 from experts.errors import (
     ExpertError,
     ExpertTimeout,
@@ -40,7 +41,7 @@ from registry.spec import ExpertSpec
 __all__ = ["GATEWAY_OWNED_PARAMS", "OpenAIExpert", "SSEDecoder", "model_ids", "status_error"]
 
 GATEWAY_OWNED_PARAMS = frozenset({"model", "messages", "stream"})
-"""Request fields the gateway sets itself; a client's values for them are never forwarded."""
+"""Request fields the expert sets itself; never taken from a request's `extra`."""
 
 _MAX_DETAIL_CHARS = 500
 
@@ -373,14 +374,17 @@ class OpenAIExpert:
         return response
 
     async def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        params = {k: v for k, v in request.params.items() if k not in GATEWAY_OWNED_PARAMS}
+        """The upstream request: the client's sampling fields and extras as they came, our
+        model, messages (with the expert's system prompt) and `stream`."""
+        extra = {k: v for k, v in request.extra.items() if k not in GATEWAY_OWNED_PARAMS}
         if not stream:
-            params.pop("stream_options", None)  # OpenAI rejects it on non-streaming requests
+            extra.pop("stream_options", None)  # OpenAI rejects it on non-streaming requests
         messages = with_system_prompt(request.messages, self._spec.system_prompt)
         return {
             "model": await self.model_name(),
-            "messages": [dict(m) for m in messages],
-            **params,
+            "messages": [m.to_wire() for m in messages],
+            **request.sampling.to_wire(),
+            **extra,
             "stream": stream,
         }
 

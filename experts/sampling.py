@@ -1,5 +1,6 @@
-"""What a local model needs from an OpenAI request: validated sampling parameters, stop-string
-trimming of streamed text, and plain {role, content} messages for the chat template."""
+"""What a local model needs from a chat request: its expert's generation defaults
+(`LocalOptions`), the request's sampling over them (`GenerationParams`), and stop-string
+trimming of streamed text (`StopTrimmer`)."""
 
 from __future__ import annotations
 
@@ -7,53 +8,71 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_MAX_TOKENS", "GenerationParams", "StopTrimmer", "plain_messages"]
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from experts.chat import Sampling
+
+__all__ = ["DEFAULT_MAX_TOKENS", "GenerationParams", "LocalOptions", "StopTrimmer"]
 
 DEFAULT_MAX_TOKENS = 256
 
 
+class LocalOptions(BaseModel):
+    """`options` of a `local` expert: its generation defaults, validated when it is built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    repetition_penalty: float | None = Field(
+        default=None, gt=0, description="> 1 discourages repeating tokens (CTRL's penalty)."
+    )
+
+    @classmethod
+    def of(cls, name: str, options: Mapping[str, Any]) -> LocalOptions:
+        """The options of expert `name`; ValueError naming the bad key."""
+        try:
+            return cls.model_validate(options)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in first["loc"]) or "options"
+            raise ValueError(f"expert {name!r}: options.{key}: {first['msg']}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
-    """The OpenAI sampling fields a local model honours, validated."""
+    """What one local generation uses: the request's sampling fields over the expert's
+    defaults (both already validated)."""
 
     max_tokens: int
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    repetition_penalty: float | None = None
 
     @classmethod
-    def from_request(
-        cls, params: Mapping[str, Any], defaults: Mapping[str, Any]
-    ) -> GenerationParams:
-        """Request fields over `defaults` (spec.options); raises ValueError when invalid."""
-
-        def pick(*names: str) -> Any:
-            for name in names:
-                if params.get(name) is not None:
-                    return params[name]
-            return defaults.get(names[0])
-
-        max_tokens = pick("max_tokens", "max_completion_tokens")
-        max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be a positive integer, not {max_tokens!r}")
-        temperature = _number(pick("temperature"), "temperature", low=0.0, high=2.0)
-        top_p = _number(pick("top_p"), "top_p", low=0.0, high=1.0)
-        if top_p == 0.0:
-            raise ValueError("top_p must be greater than 0")
-        seed = pick("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed must be an integer, not {seed!r}")
-        return cls(max_tokens, temperature, top_p, _stop_strings(pick("stop")), seed)
+    def resolve(cls, sampling: Sampling, defaults: LocalOptions) -> GenerationParams:
+        temperature = sampling.temperature
+        return cls(
+            max_tokens=sampling.token_limit or defaults.max_tokens,
+            temperature=defaults.temperature if temperature is None else temperature,
+            top_p=defaults.top_p if sampling.top_p is None else sampling.top_p,
+            stop=sampling.stop,
+            seed=sampling.seed,
+            repetition_penalty=defaults.repetition_penalty,
+        )
 
     def generate_kwargs(self) -> dict[str, Any]:
         """Sampling arguments for `generate()`: greedy unless a temperature above 0 is set."""
-        if not self.temperature:
-            return {"do_sample": False}
-        kwargs: dict[str, Any] = {"do_sample": True, "temperature": self.temperature, "top_k": 0}
-        if self.top_p is not None:
-            kwargs["top_p"] = self.top_p
+        kwargs: dict[str, Any] = {"do_sample": False}
+        if self.temperature:
+            kwargs = {"do_sample": True, "temperature": self.temperature, "top_k": 0}
+            if self.top_p is not None:
+                kwargs["top_p"] = self.top_p
+        if self.repetition_penalty is not None:
+            kwargs["repetition_penalty"] = self.repetition_penalty
         return kwargs
 
 
@@ -81,44 +100,3 @@ class StopTrimmer:
         """What was held back, once the text has ended without a stop string."""
         out, self._buffer = self._buffer, ""
         return out
-
-
-def _number(value: Any, name: str, *, low: float, high: float) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number in [{low}, {high}], not {value!r}")
-    return float(value)
-
-
-def _stop_strings(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
-        raise ValueError("stop must be a string or a list of strings")
-    return tuple(s for s in items if s)
-
-
-def plain_messages(messages: tuple[Mapping[str, Any], ...]) -> list[dict[str, str]]:
-    """OpenAI messages as {role, content} with text content (text parts joined)."""
-    plain: list[dict[str, str]] = []
-    for message in messages:
-        role = message.get("role")
-        content = message.get("content")
-        if not isinstance(role, str):
-            raise ValueError("every message needs a string 'role'")
-        if isinstance(content, list):
-            content = "".join(
-                str(part.get("text", ""))
-                for part in content
-                if isinstance(part, Mapping) and part.get("type") == "text"
-            )
-        elif content is None:
-            content = ""
-        elif not isinstance(content, str):
-            raise ValueError(f"unsupported message content: {type(content).__name__}")
-        plain.append({"role": role, "content": content})
-    if not plain:
-        raise ValueError("messages must not be empty")
-    return plain

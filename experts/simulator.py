@@ -22,13 +22,14 @@ import asyncio
 import contextlib
 import hashlib
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from experts.base import ChatDelta, ChatRequest, ChatResult, ExpertHealth, Usage
+from experts.base import ExpertHealth
+from experts.chat import ChatDelta, ChatRequest, ChatResult, Message, Usage
 from experts.errors import ExpertError, ExpertTimeout, ExpertUnavailable, UpstreamError
 from registry.spec import ExpertSpec
 
@@ -99,19 +100,9 @@ class SimulatedAnswer:
         return "".join(self.tokens)
 
 
-def message_text(message: Mapping[str, Any]) -> str:
-    """A message's text: string content, or the text parts of a list of parts."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
-
-
-def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+def last_user_text(messages: Sequence[Message]) -> str:
     """The text of the last user message ("" when there is none)."""
-    return next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    return next((m.text() for m in reversed(messages) if m.role == "user"), "")
 
 
 def simulated_tokens(prompt: str, count: int) -> tuple[str, ...]:
@@ -119,14 +110,6 @@ def simulated_tokens(prompt: str, count: int) -> tuple[str, ...]:
     words = prompt.split() or list(_FILLER)
     rng = random.Random(hashlib.sha256(prompt.encode()).digest())
     return tuple(("" if i == 0 else " ") + rng.choice(words) for i in range(count))
-
-
-def _max_tokens(params: Mapping[str, Any]) -> int | None:
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = params.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
 
 
 class Simulation:
@@ -146,13 +129,11 @@ class Simulation:
     def should_fail(self) -> bool:
         return self.config.failure_rate > 0 and self._rng.random() < self.config.failure_rate
 
-    def answer(
-        self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
-    ) -> SimulatedAnswer:
+    def answer(self, messages: Sequence[Message], token_limit: int | None) -> SimulatedAnswer:
+        """The answer to `messages`, cut at `token_limit` tokens."""
         wanted = self.config.completion_tokens
-        limit = _max_tokens(params)
-        count = min(wanted, limit) if limit is not None else wanted
-        prompt_tokens = sum(len(message_text(m).split()) for m in messages)
+        count = min(wanted, token_limit) if token_limit is not None else wanted
+        prompt_tokens = sum(len(m.text().split()) for m in messages)
         return SimulatedAnswer(
             tokens=simulated_tokens(last_user_text(messages), count),
             finish_reason="length" if count < wanted else "stop",
@@ -227,7 +208,7 @@ class SimulatedExpert:
         """Nothing to release."""
 
     async def chat(self, request: ChatRequest) -> ChatResult:
-        answer = self._sim.answer(request.messages, request.params)
+        answer = self._sim.answer(request.messages, request.sampling.token_limit)
         async with self._sim.slot():
             if self._sim.should_fail():
                 await self._fail(before_first_byte=True, streaming=False)
@@ -241,7 +222,7 @@ class SimulatedExpert:
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatDelta, None]:
         config = self._sim.config
-        answer = self._sim.answer(request.messages, request.params)
+        answer = self._sim.answer(request.messages, request.sampling.token_limit)
         async with self._sim.slot():
             fail = self._sim.should_fail()
             if fail and config.fail_mode not in MID_STREAM_MODES:

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from experts.chat import Message, Role
 from experts.simulator import (
     MID_STREAM_MODES,
     SimulatedAnswer,
@@ -39,17 +40,32 @@ from experts.vllm import RUNNING_METRIC, WAITING_METRIC
 __all__ = ["create_simulator_app", "serve_simulator"]
 
 
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Role
+    content: str | list[dict[str, Any]] | None = None
+
+    def to_domain(self) -> Message:
+        content = self.content if not isinstance(self.content, list) else tuple(self.content)
+        return Message(self.role, content)
+
+
 class _ChatCompletionRequest(BaseModel):
     """The fields of an OpenAI chat request the simulator reads; the rest is accepted."""
 
     model_config = ConfigDict(extra="allow")
 
     model: str | None = None
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[_Message] = Field(min_length=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    def answer(self, sim: Simulation) -> SimulatedAnswer:
+        messages = [m.to_domain() for m in self.messages]
+        return sim.answer(messages, self.max_completion_tokens or self.max_tokens)
 
 
 class _SimulatedDisconnect(Exception):
@@ -204,8 +220,7 @@ async def chat_completions(request: Request) -> Response:
         return body
     if body.model is not None and body.model not in sim.models:
         return _error_response(404, f"The model `{body.model}` does not exist.", "NotFoundError")
-    params = body.model_dump(exclude={"messages", "model", "stream"})
-    reply = _Reply(sim, state.stats, body, sim.answer(body.messages, params), sim.should_fail())
+    reply = _Reply(sim, state.stats, body, body.answer(sim), sim.should_fail())
     mode = sim.config.fail_mode
     if reply.fail and mode == "hang":
         return await _hang(request)

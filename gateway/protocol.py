@@ -1,7 +1,9 @@
-"""OpenAI wire models: what goes over HTTP. Domain types live in experts/base.py.
+"""OpenAI wire models: what goes over HTTP. The domain types live in `experts.chat`.
 
-Requests accept unknown OpenAI fields (`extra="allow"`): they are passed through to experts that
-support them. Responses follow the OpenAI schema so the official `openai` client parses them.
+A request is validated here, once, and becomes a domain `ChatRequest` (`to_domain`). Requests
+accept unknown OpenAI fields (`extra="allow"`): they are carried in the domain request's `extra`
+and passed through to the experts that speak OpenAI's API. Responses follow the OpenAI schema
+so the official `openai` client parses them.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from experts.chat import AUTO_MODEL, ChatRequest, Message, Role, Sampling, Usage
 
 __all__ = [
     "AUTO_MODEL",
@@ -32,29 +36,23 @@ __all__ = [
     "UsageInfo",
 ]
 
-AUTO_MODEL = "auto"
-"""The model id that asks the gateway to route."""
-
-OWNED_FIELDS = frozenset({"model", "messages", "stream"})
-"""Request fields the gateway consumes itself; every other field goes to the expert."""
+OWNED_FIELDS = frozenset({"model", "messages", "stream", "n"})
+"""Request fields the gateway consumes itself (`n` is 1: one answer per request)."""
+SAMPLING_FIELDS = frozenset(Sampling.__dataclass_fields__)
+"""Request fields the domain request types (`experts.chat.Sampling`)."""
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    role: Role
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
 
-    def text(self) -> str:
-        """The message's text, with content parts of type 'text' joined."""
-        if isinstance(self.content, str):
-            return self.content
-        if not self.content:
-            return ""
-        return "\n".join(
-            str(part.get("text", "")) for part in self.content if part.get("type") == "text"
-        )
+    def to_domain(self) -> Message:
+        fields = self.model_dump(exclude_unset=True, exclude_none=True, exclude={"role", "content"})
+        content = tuple(self.content) if isinstance(self.content, list) else self.content
+        return Message(self.role, content, fields)
 
 
 class StreamOptions(BaseModel):
@@ -83,28 +81,48 @@ class ChatCompletionRequest(BaseModel):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     user: str | None = None
 
-    def expert_params(self) -> dict[str, Any]:
-        """Every field the client set, except those the gateway consumes."""
-        data = self.model_dump(exclude_unset=True, exclude_none=True, exclude=set(OWNED_FIELDS))
-        data.pop("n", None)
-        return data
-
     def extra_fields(self) -> list[str]:
         """Names of the unknown fields the client sent (passed through as they are)."""
         return sorted(self.model_extra or {})
 
-    def routing_query(self) -> str:
-        """The text the router classifies: the last user message."""
-        for message in reversed(self.messages):
-            if message.role == "user":
-                return message.text()
-        return self.messages[-1].text()
+    def to_domain(self) -> ChatRequest:
+        """The validated request as the gateway's services read it."""
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        sampling = Sampling(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            max_completion_tokens=self.max_completion_tokens,
+            stop=tuple(s for s in stop if s),
+            seed=self.seed,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+        )
+        extra = self.model_dump(
+            exclude_unset=True, exclude_none=True, exclude=set(OWNED_FIELDS | SAMPLING_FIELDS)
+        )
+        return ChatRequest(
+            messages=tuple(m.to_domain() for m in self.messages),
+            sampling=sampling,
+            model=self.model,
+            stream=self.stream,
+            include_usage=bool(self.stream_options and self.stream_options.include_usage),
+            extra=extra,
+        )
 
 
 class UsageInfo(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+
+    @classmethod
+    def of(cls, usage: Usage) -> UsageInfo:
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+        )
 
 
 class ResponseMessage(BaseModel):
@@ -171,7 +189,7 @@ class RouteRequest(BaseModel):
         if self.query is not None:
             return self.query
         if self.messages:
-            return ChatCompletionRequest(messages=self.messages).routing_query()
+            return ChatRequest(tuple(m.to_domain() for m in self.messages)).routing_query()
         return None
 
 

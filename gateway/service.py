@@ -1,13 +1,17 @@
-"""`ChatService`: route one chat request, call the chosen expert, fail over before the first byte.
+"""`ChatService`: the one owner of a chat request, from routing to the recorded outcome.
 
-The HTTP layer (gateway/routes/chat.py) only parses and renders; this is where the decisions are:
+    answer = await service.answer(request)     # Answer (whole) or AnswerStream (first delta in)
 
-1. `plan()`: a pinned model (`model: "<expert>"`) or the router's ordered experts, minus those
-   whose circuit breaker is open, cut to 1 + `failover` candidates.
-2. `complete()` / `open_stream()`: try the candidates in order. A failure *before the first byte*
-   (connect error, 5xx, timeout, start-up failure) moves on to the next candidate; the upstream's
-   rejection of the request itself (4xx) does not. A stream is opened by pulling its first delta,
-   so that failover is still possible and the response headers name the expert that answered.
+1. Plan: a pinned model (`model: "<expert>"`) or the router's ordered experts, minus those whose
+   circuit breaker is open, cut to 1 + `failover` candidates.
+2. Call: try the candidates in order. A failure *before the first byte* (connect error, 5xx,
+   timeout, start-up failure) moves on to the next candidate; the upstream's rejection of the
+   request itself (4xx) does not. A stream is opened by pulling its first delta, so that
+   failover is still possible and the response headers can name the expert that answered.
+3. Record: metrics and the circuit breaker see every attempt. A whole answer is recorded when
+   it returns; an `AnswerStream` records itself when it ends: completed (200), failed after the
+   first byte (502, the error is re-raised to the caller for the in-stream error event) or
+   closed early by the caller, e.g. on client disconnect (499; closing cancels the upstream).
 """
 
 from __future__ import annotations
@@ -17,20 +21,19 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import anyio.to_thread
 
-from experts.base import ChatDelta, ChatRequest, ChatResult
+from experts.chat import ChatDelta, ChatRequest, ChatResult
 from experts.errors import ExpertError, UpstreamRejected
 from gateway.errors import ModelNotFound, NoHealthyExpert, error_from_exception
 from gateway.metrics import Metrics
 from gateway.pool import ExpertPool
-from gateway.protocol import AUTO_MODEL, ChatCompletionRequest
 from routers.base import RouteDecision, Router
 
-__all__ = ["ChatService", "OpenStream", "Plan"]
+__all__ = ["Answer", "AnswerMeta", "AnswerStream", "ChatService", "RoutePreview"]
 
 log = logging.getLogger("coe.chat")
 
@@ -39,28 +42,109 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    """Which experts to try, in order, for one request."""
+class AnswerMeta:
+    """How a request was answered: the response headers' content."""
 
+    request_id: str
+    expert: str
+    category: str
+    """The router's top category, `pinned` for a pinned model, `none` without categories."""
+    route_ms: float
+    fallback: bool = False
+    """The router abstained and chose its fallback expert."""
+    failover_from: str | None = None
+    """The first-choice expert, when it failed before the first byte and another answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A whole answer."""
+
+    meta: AnswerMeta
+    result: ChatResult
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePreview:
+    """A routing decision and the experts a chat request would call now (`/v1/route`)."""
+
+    decision: RouteDecision
+    selected: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
     request_id: str
     candidates: tuple[str, ...]
     category: str
     decision: RouteDecision | None
     route_ms: float
 
+    def meta(self, expert: str) -> AnswerMeta:
+        first = self.candidates[0]
+        return AnswerMeta(
+            request_id=self.request_id,
+            expert=expert,
+            category=self.category,
+            route_ms=self.route_ms,
+            fallback=self.decision is not None and self.decision.fallback,
+            failover_from=first if expert != first else None,
+        )
 
-@dataclass(slots=True)
-class OpenStream:
-    """A stream whose first delta has arrived. `aclose()` releases the expert."""
 
-    expert: str
-    first: ChatDelta
-    rest: AsyncIterator[ChatDelta]
-    stack: contextlib.AsyncExitStack
-    started: float
+class AnswerStream:
+    """A streamed answer whose first delta has arrived. Iterate it for every delta (the first
+    included); `aclose()` when done (idempotent). It records its own outcome (module doc)."""
+
+    def __init__(
+        self,
+        meta: AnswerMeta,
+        first: ChatDelta,
+        rest: AsyncIterator[ChatDelta],
+        stack: contextlib.AsyncExitStack,
+        on_end: Callable[[BaseException | None], None],
+    ) -> None:
+        self.meta = meta
+        self._first: ChatDelta | None = first
+        self._rest = rest
+        self._stack = stack
+        self._on_end = on_end
+        self._ended = False
+
+    def __aiter__(self) -> AnswerStream:
+        return self
+
+    async def __anext__(self) -> ChatDelta:
+        if self._first is not None:
+            delta, self._first = self._first, None
+            return delta
+        if self._ended:
+            raise StopAsyncIteration
+        try:
+            return await anext(self._rest)
+        except StopAsyncIteration:
+            await self._end(None)
+            raise
+        except BaseException as exc:
+            await self._end(exc)
+            raise
 
     async def aclose(self) -> None:
-        await self.stack.aclose()
+        """Release the expert; before the end this cancels the upstream call (recorded 499)."""
+        await self._end(_ClosedEarly())
+
+    async def _end(self, error: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            await self._stack.aclose()
+        finally:
+            self._on_end(error)
+
+
+class _ClosedEarly(Exception):
+    """The caller closed the stream before its end (client disconnect)."""
 
 
 class ChatService:
@@ -72,6 +156,14 @@ class ChatService:
         self.metrics = metrics
         self.failover = failover
 
+    async def answer(self, request: ChatRequest) -> Answer | AnswerStream:
+        """Route `request`, call its experts with failover, and answer (module doc)."""
+        plan = await self._plan(request)
+        request = replace(request, request_id=plan.request_id)
+        if request.stream:
+            return await self._open_stream(request, plan)
+        return await self._complete(request, plan)
+
     async def decide(self, query: str) -> RouteDecision:
         """Run the router off the event loop on the current registry table."""
         table = await self.pool.sync()
@@ -79,21 +171,27 @@ class ChatService:
         self.metrics.route_latency.labels(self.router.name).observe(decision.latency_ms / 1000)
         return decision
 
-    async def plan(self, body: ChatCompletionRequest) -> Plan:
+    async def preview(self, query: str) -> RoutePreview:
+        """The decision for `query` and the healthy experts it would call, calling nobody."""
+        decision = await self.decide(query)
+        healthy = self.pool.available([e.name for e in decision.experts])
+        return RoutePreview(decision, tuple(healthy[: max(1, decision.selected)]))
+
+    async def _plan(self, request: ChatRequest) -> _Plan:
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        if body.model != AUTO_MODEL:
+        if not request.routed:
             await self.pool.sync()
-            if not self.pool.has(body.model):
+            if not self.pool.has(request.model):
                 raise ModelNotFound(
-                    f"The model '{body.model}' does not exist; "
+                    f"The model '{request.model}' does not exist; "
                     "use 'auto' or one of GET /v1/models.",
                     param="model",
                 )
-            candidates = self.pool.available([body.model])
+            candidates = self.pool.available([request.model])
             if not candidates:
-                raise NoHealthyExpert(f"expert {body.model!r} is out of rotation after failures")
-            return Plan(request_id, tuple(candidates), PINNED, None, 0.0)
-        decision = await self.decide(body.routing_query())
+                raise NoHealthyExpert(f"expert {request.model!r} is out of rotation after failures")
+            return _Plan(request_id, tuple(candidates), PINNED, None, 0.0)
+        decision = await self.decide(request.routing_query())
         if decision.fallback:
             self.metrics.fallbacks.labels("router_abstained").inc()
         candidates = self.pool.available([e.name for e in decision.experts])
@@ -102,7 +200,7 @@ class ChatService:
                 "no healthy expert can take this request"
                 + (f" (category {decision.category!r})" if decision.category else "")
             )
-        return Plan(
+        return _Plan(
             request_id,
             tuple(candidates[: 1 + self.failover]),
             decision.category or "none",
@@ -110,31 +208,22 @@ class ChatService:
             decision.latency_ms,
         )
 
-    @staticmethod
-    def expert_request(body: ChatCompletionRequest, plan: Plan) -> ChatRequest:
-        messages = tuple(m.model_dump(exclude_none=True) for m in body.messages)
-        return ChatRequest(
-            messages=messages, params=body.expert_params(), request_id=plan.request_id
-        )
-
-    async def complete(self, body: ChatCompletionRequest, plan: Plan) -> tuple[str, ChatResult]:
+    async def _complete(self, request: ChatRequest, plan: _Plan) -> Answer:
         """A whole answer from the first candidate that gives one."""
-        request = self.expert_request(body, plan)
 
-        async def attempt(name: str, started: float) -> tuple[str, ChatResult]:
+        async def attempt(name: str, started: float) -> Answer:
             async with self.pool.lease(name) as expert:
                 result = await expert.chat(request)
             self.pool.record(name, None)
             self._observe(name, plan, 200, started, stream=False)
-            return name, result
+            return Answer(plan.meta(name), result)
 
         return await self._first_success(plan, attempt, stream=False)
 
-    async def open_stream(self, body: ChatCompletionRequest, plan: Plan) -> OpenStream:
-        """Open a stream on the first candidate that yields a first delta."""
-        request = self.expert_request(body, plan)
+    async def _open_stream(self, request: ChatRequest, plan: _Plan) -> AnswerStream:
+        """A stream on the first candidate that yields a first delta."""
 
-        async def attempt(name: str, started: float) -> OpenStream:
+        async def attempt(name: str, started: float) -> AnswerStream:
             stack = contextlib.AsyncExitStack()
             try:
                 expert = await stack.enter_async_context(self.pool.lease(name))
@@ -144,12 +233,16 @@ class ChatService:
                 await stack.aclose()
                 raise
             self.metrics.ttft.labels(name, plan.category).observe(time.perf_counter() - started)
-            return OpenStream(name, first, rest, stack, started)
+
+            def on_end(error: BaseException | None) -> None:
+                self._stream_ended(name, plan, started, error)
+
+            return AnswerStream(plan.meta(name), first, rest, stack, on_end)
 
         return await self._first_success(plan, attempt, stream=True)
 
     async def _first_success(
-        self, plan: Plan, attempt: Callable[[str, float], Awaitable[T]], *, stream: bool
+        self, plan: _Plan, attempt: Callable[[str, float], Awaitable[T]], *, stream: bool
     ) -> T:
         """`attempt(name, started)` on each candidate in turn until one succeeds. A failure
         before the first byte moves on; the upstream's rejection of the request (4xx) is final."""
@@ -168,14 +261,26 @@ class ChatService:
         assert last is not None
         raise last
 
-    def finish_stream(self, stream: OpenStream, plan: Plan, error: BaseException | None) -> None:
-        """Record a stream's outcome once it ended (completed, failed or cancelled)."""
-        self.pool.record(stream.expert, error if isinstance(error, ExpertError) else None)
-        status = 200 if error is None else (499 if not isinstance(error, ExpertError) else 502)
-        self._observe(stream.expert, plan, status, stream.started, stream=True)
+    def _stream_ended(
+        self, name: str, plan: _Plan, started: float, error: BaseException | None
+    ) -> None:
+        """Record a stream's outcome once it ended (completed, failed or closed early)."""
+        if isinstance(error, ExpertError):
+            log.warning(
+                "request %s: stream from %s failed after first byte: %s",
+                plan.request_id,
+                name,
+                error.message,
+            )
+            self.pool.record(name, error)
+            status = 502
+        else:
+            self.pool.record(name, None)
+            status = 200 if error is None else 499
+        self._observe(name, plan, status, started, stream=True)
 
     def _failed(
-        self, name: str, plan: Plan, exc: ExpertError, started: float, *, stream: bool
+        self, name: str, plan: _Plan, exc: ExpertError, started: float, *, stream: bool
     ) -> ExpertError:
         log.warning(
             "request %s: expert %s failed before first byte: %s", plan.request_id, name, exc.message
@@ -184,7 +289,9 @@ class ChatService:
         self._observe(name, plan, _status_of(exc), started, stream=stream)
         return exc
 
-    def _observe(self, name: str, plan: Plan, status: int, started: float, *, stream: bool) -> None:
+    def _observe(
+        self, name: str, plan: _Plan, status: int, started: float, *, stream: bool
+    ) -> None:
         flag = "true" if stream else "false"
         self.metrics.requests.labels(name, plan.category, str(status), flag).inc()
         self.metrics.latency.labels(name, plan.category, flag).observe(

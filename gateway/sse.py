@@ -1,12 +1,28 @@
-"""Server-sent events framing for OpenAI streams: `data: {json}` events, then `data: [DONE]`."""
+"""Server-sent events for OpenAI chat streams: chunks as `data: {json}`, then `data: [DONE]`.
+
+`chat_events(stream)` renders an `AnswerStream`: a first chunk with the assistant role, one
+chunk per piece of text, one with the finish reason, an optional usage chunk, then `[DONE]`. An
+error after the first byte can no longer change the status code, so it goes into the stream as
+`data: {"error": ...}` (what OpenAI clients read), followed by `[DONE]`. When the client goes
+away, the generator is closed: the stream is closed with it, which cancels the upstream call.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import AsyncIterator
+
 from pydantic import BaseModel
 
-from gateway.errors import HttpError
+from experts.chat import Usage
+from gateway.errors import HttpError, error_from_exception
+from gateway.protocol import ChatCompletionChunk, ChunkChoice, DeltaMessage, UsageInfo
+from gateway.service import AnswerStream
 
-__all__ = ["DONE", "MEDIA_TYPE", "error_event", "event"]
+__all__ = ["DONE", "MEDIA_TYPE", "chat_events", "error_event", "event"]
+
+log = logging.getLogger("coe.sse")
 
 MEDIA_TYPE = "text/event-stream"
 DONE = b"data: [DONE]\n\n"
@@ -20,3 +36,40 @@ def event(payload: BaseModel) -> bytes:
 def error_event(error: HttpError) -> bytes:
     """An error after the first byte: OpenAI clients read `{"error": ...}` from the stream."""
     return b"data: " + error.json().encode() + b"\n\n"
+
+
+async def chat_events(stream: AnswerStream, *, include_usage: bool) -> AsyncIterator[bytes]:
+    """The OpenAI chunk stream of `stream` (module docstring); always closes `stream`."""
+    meta = stream.meta
+    created = int(time.time())
+
+    def chunk(
+        delta: DeltaMessage | None, finish: str | None = None, usage: Usage | None = None
+    ) -> bytes:
+        return event(
+            ChatCompletionChunk(
+                id=meta.request_id,
+                created=created,
+                model=meta.expert,
+                choices=[] if delta is None else [ChunkChoice(delta=delta, finish_reason=finish)],
+                usage=None if usage is None else UsageInfo.of(usage),
+            )
+        )
+
+    usage: Usage | None = None
+    try:
+        yield chunk(DeltaMessage(role="assistant", content=""))
+        async for delta in stream:  # to the end: usage may follow the finish_reason delta
+            usage = delta.usage or usage
+            if delta.content:
+                yield chunk(DeltaMessage(content=delta.content))
+            if delta.finish_reason is not None:
+                yield chunk(DeltaMessage(), delta.finish_reason)
+        if include_usage:
+            yield chunk(None, usage=usage or Usage())
+    except Exception as exc:
+        log.warning("request %s: stream from %s ended with: %s", meta.request_id, meta.expert, exc)
+        yield error_event(error_from_exception(exc))
+    finally:  # also on client disconnect (GeneratorExit / cancellation): cancels the upstream
+        await stream.aclose()
+    yield DONE

@@ -16,6 +16,13 @@ from routers.factory import build_embedder
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
+def real_embedder() -> Embedder:
     """The real all-MiniLM-L6-v2 embedder, loaded once per test session."""
     return build_embedder(EmbedderConfig())
+
+
+@pytest.fixture(scope="session")
+def embedder(real_embedder: Embedder) -> Embedder:
+    """The embedder a test package routes with: the real one, unless the package's conftest
+    gives a fake (tests/gateway does: its tests are about the gateway, not routing quality)."""
+    return real_embedder

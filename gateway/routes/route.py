@@ -16,13 +16,13 @@ async def route(body: RouteRequest, state: StateDep) -> RouteResponse:
     query = body.text()
     if not query:
         raise InvalidRequest("give a non-empty 'query' or 'messages'", param="query")
-    decision = await state.service.decide(query)
-    healthy = state.pool.available([e.name for e in decision.experts])
+    preview = await state.service.preview(query)
+    decision = preview.decision
     return RouteResponse(
         category=decision.category,
         categories=[RouteCategory(name=n, probability=p) for n, p in decision.categories],
         experts=[RouteExpert(name=e.name, score=e.score) for e in decision.experts],
-        selected=healthy[: max(1, decision.selected)],
+        selected=list(preview.selected),
         fallback=decision.fallback,
         reason=decision.reason,
         router=decision.router,

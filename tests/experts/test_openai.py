@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from experts.base import ChatDelta, ChatRequest, Usage
+from experts.chat import ChatDelta, ChatRequest, Message, Sampling, Usage
 from experts.errors import (
     ExpertError,
     ExpertTimeout,
@@ -23,7 +23,7 @@ from experts.openai import OpenAIExpert, SSEDecoder
 from tests.experts.conftest import make_spec
 
 Handler = Callable[[httpx.Request], httpx.Response]
-REQUEST = ChatRequest(messages=({"role": "user", "content": "hello"},))
+REQUEST = ChatRequest(messages=(Message("user", "hello"),))
 SECRET = "sk-test-0123456789abcdef"
 
 
@@ -85,13 +85,9 @@ async def test_chat_sends_model_messages_system_prompt_and_every_client_param() 
         handler, endpoint="http://upstream.test/v1/", system_prompt="Be brief."
     )
     request = ChatRequest(
-        messages=({"role": "user", "content": "hello"},),
-        params={
-            "temperature": 0.2,
-            "max_tokens": 7,
-            "stop": ["\n"],
-            "top_p": 0.9,
-            "seed": 3,
+        messages=(Message("user", "hello"),),
+        sampling=Sampling(temperature=0.2, max_tokens=7, stop=("\n",), top_p=0.9, seed=3),
+        extra={
             "x_vendor_extra": {"a": 1},
             "model": "client-model",
             "stream": True,
@@ -154,7 +150,9 @@ async def test_stream_forwards_stream_options_and_asks_for_a_stream() -> None:
 
     expert, client = expert_with(handler)
     request = ChatRequest(
-        messages=REQUEST.messages, params={"stream_options": {"include_usage": True}}
+        messages=REQUEST.messages,
+        include_usage=True,
+        extra={"stream_options": {"include_usage": True}},
     )
     async with client:
         await collect(expert, request)

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from experts.base import ChatDelta, ChatRequest, Usage
+from experts.chat import ChatDelta, ChatRequest, Message, Sampling, Usage
 from experts.errors import ExpertTimeout, ExpertUnavailable, UpstreamError, UpstreamRejected
 from experts.openai import OpenAIExpert
 from experts.simulator import SimulatedExpert, SimulatorConfig, simulated_tokens
@@ -16,9 +16,7 @@ from registry.spec import ExpertKind
 from tests.experts.conftest import RunningSimulator, StartSimulator, make_spec, wait_for
 
 PROMPT = "tell me about the moons of jupiter"
-REQUEST = ChatRequest(
-    messages=({"role": "system", "content": "s"}, {"role": "user", "content": PROMPT})
-)
+REQUEST = ChatRequest(messages=(Message("system", "s"), Message("user", PROMPT)))
 SLOW = {"completion_tokens": 10_000, "inter_token_s": 0.005}
 """An answer that would take ~50 s: only ever ended early by the client."""
 
@@ -43,7 +41,7 @@ async def test_chat_is_deterministic_and_honours_max_tokens(
 
     full = await expert.chat(REQUEST)
     again = await expert.chat(REQUEST)
-    cut = await expert.chat(ChatRequest(messages=REQUEST.messages, params={"max_tokens": 3}))
+    cut = await expert.chat(ChatRequest(REQUEST.messages, Sampling(max_tokens=3)))
 
     assert full.content == again.content == expected_text(6)
     assert set(full.content.split()) <= set(PROMPT.split())
@@ -60,7 +58,9 @@ async def test_every_client_param_reaches_the_server(
     sim = start_simulator()
     expert = over_http(sim, http)
     params = {"temperature": 0.1, "top_p": 0.5, "seed": 7, "stop": ["."], "x_extra": [1, 2]}
-    await expert.chat(ChatRequest(messages=REQUEST.messages, params=params | {"stream": True}))
+    sampling = Sampling(temperature=0.1, top_p=0.5, seed=7, stop=(".",))
+    extra = {"x_extra": [1, 2], "stream": True}
+    await expert.chat(ChatRequest(REQUEST.messages, sampling, extra=extra))
 
     body = sim.stats.last_request_body
     assert body is not None
@@ -75,7 +75,9 @@ async def test_stream_yields_the_same_text_then_finish_and_usage(
     sim = start_simulator(completion_tokens=5)
     expert = over_http(sim, http)
     request = ChatRequest(
-        messages=REQUEST.messages, params={"stream_options": {"include_usage": True}}
+        messages=REQUEST.messages,
+        include_usage=True,
+        extra={"stream_options": {"include_usage": True}},
     )
 
     deltas = [delta async for delta in expert.stream(request)]

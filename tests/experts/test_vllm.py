@@ -8,13 +8,13 @@ from typing import Any
 import httpx
 import pytest
 
-from experts.base import ChatRequest
+from experts.chat import ChatRequest, Message
 from experts.errors import ExpertUnavailable
 from experts.vllm import VllmExpert, parse_vllm_load
 from registry.spec import ExpertKind
 from tests.experts.conftest import RunningSimulator, StartSimulator, make_spec, wait_for
 
-REQUEST = ChatRequest(messages=({"role": "user", "content": "hi"},))
+REQUEST = ChatRequest(messages=(Message("user", "hi"),))
 
 
 def vllm(endpoint: str, http: httpx.AsyncClient, **spec: Any) -> VllmExpert:

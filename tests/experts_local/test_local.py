@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 import torch
 
-from experts.base import ChatDelta, ChatRequest, Expert
-from experts.errors import ExpertCancelled, ExpertTimeout, ExpertUnavailable, UpstreamRejected
+from experts.base import Expert
+from experts.chat import ChatDelta, ChatRequest, Sampling
+from experts.errors import ExpertCancelled, ExpertTimeout, ExpertUnavailable
 from experts.local import LocalExpert, LocalModelStore
-from experts.sampling import GenerationParams, StopTrimmer
+from experts.sampling import GenerationParams, LocalOptions, StopTrimmer
 from registry.spec import ExpertKind, ExpertSpec
+from tests.fakes import ask
 
 CAPITAL = "What is the capital of France? Answer in one sentence."
 STORY = "Write a long story about a dragon who learns to bake bread."
@@ -37,10 +39,6 @@ def store() -> Iterator[LocalModelStore]:
 
 def make_expert(store: LocalModelStore, **fields: Any) -> LocalExpert:
     return LocalExpert(ExpertSpec(name="local", kind=ExpertKind.LOCAL, **fields), store=store)
-
-
-def ask(content: str, **params: Any) -> ChatRequest:
-    return ChatRequest(messages=({"role": "user", "content": content},), params=params)
 
 
 def generation_threads() -> list[threading.Thread]:
@@ -73,24 +71,27 @@ def test_stop_trimmer_releases_held_text_at_the_end() -> None:
     assert out + trimmer.flush() == "abc#"
 
 
-def test_generation_params_defaults_and_validation() -> None:
-    params = GenerationParams.from_request({"stop": "x", "temperature": 0}, {"max_tokens": 12})
+def test_generation_params_take_the_request_over_the_expert_defaults() -> None:
+    params = GenerationParams.resolve(
+        Sampling(stop=("x",), temperature=0), LocalOptions(max_tokens=12)
+    )
     assert params == GenerationParams(max_tokens=12, temperature=0.0, stop=("x",))
     assert params.generate_kwargs() == {"do_sample": False}
-    sampled = GenerationParams.from_request({"temperature": 0.7, "top_p": 0.9}, {})
+    sampled = GenerationParams.resolve(Sampling(temperature=0.7, top_p=0.9), LocalOptions())
     assert sampled.max_tokens == 256
     assert sampled.generate_kwargs()["do_sample"] is True
-    for bad in ({"max_tokens": 0}, {"max_tokens": "5"}, {"temperature": 3}, {"stop": [1]}):
-        with pytest.raises(ValueError):
-            GenerationParams.from_request(bad, {})
+    newer = GenerationParams.resolve(
+        Sampling(max_tokens=9, max_completion_tokens=4), LocalOptions()
+    )
+    assert newer.max_tokens == 4  # OpenAI's current name wins, as in vLLM
+    penalised = GenerationParams.resolve(Sampling(), LocalOptions(repetition_penalty=1.2))
+    assert penalised.generate_kwargs() == {"do_sample": False, "repetition_penalty": 1.2}
 
 
-async def test_invalid_params_are_rejected_before_any_work() -> None:
-    expert = make_expert(LocalModelStore())  # never loads: validation comes first
-    with pytest.raises(UpstreamRejected) as info:
-        await expert.chat(ask("hi", max_tokens=-1))
-    assert info.value.status == 400
-    assert info.value.before_first_byte
+def test_bad_options_are_refused_when_the_expert_is_built() -> None:
+    for bad in ({"max_tokens": 0}, {"max_tokens": "5"}, {"temperature": 3}, {"stop": ["x"]}):
+        with pytest.raises(ValueError, match=r"expert 'local': options\."):
+            make_expert(LocalModelStore(), options=bad)
 
 
 async def test_a_missing_model_directory_is_unavailable(tmp_path: Path) -> None:

@@ -2,7 +2,10 @@
 
 Upstreams are the labelled vLLM-API *simulator* (experts/simulator.py) served on loopback ports,
 registered as `vllm` experts, so the gateway's HTTP client, SSE parsing and failure handling all
-run for real. The router uses the real MiniLM embedder (loaded once per session).
+run for real. The router embeds with a fake (`tests.fakes.HashingEmbedder`, words hashed into
+buckets): these tests are about the gateway, and the categories below share words with the
+queries the tests send. Routing quality is tested with real MiniLM in tests/routers; the
+trained-router test here (test_cli_routing) and the embedded default use the real one.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from gateway.app import create_app
 from gateway.settings import Settings, load_settings
 from routers.embedder import Embedder
 from routers.factory import build_router
+from tests.fakes import HashingEmbedder
 from tests.servers import serve_in_thread
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -48,6 +52,7 @@ CATEGORIES: dict[str, list[str]] = {
         "How do I split a string by commas in Java?",
         "Why does my Python script raise a KeyError?",
         "Write a bash loop over all files in a directory.",
+        "Write a Go function that reads a JSON file.",
     ],
     "writing": [
         "Write a poem about the sea.",
@@ -60,6 +65,11 @@ CATEGORIES: dict[str, list[str]] = {
         "Write the opening line of a fantasy novel.",
     ],
 }
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return HashingEmbedder(dim=512)
 
 
 @dataclass

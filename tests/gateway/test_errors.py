@@ -43,6 +43,8 @@ def test_malformed_json_is_400(gateway: Gateway) -> None:
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
         ({"messages": MESSAGES, "temperature": 5}, "temperature"),
         ({"messages": MESSAGES, "max_tokens": 0}, "max_tokens"),
+        ({"messages": MESSAGES, "max_completion_tokens": -1}, "max_completion_tokens"),
+        ({"messages": MESSAGES, "top_p": 1.5}, "top_p"),
         ({"messages": MESSAGES, "n": 3}, "n"),
     ],
 )

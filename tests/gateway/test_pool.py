@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from experts.base import ChatRequest, Expert
+from experts.base import Expert
+from experts.chat import ChatRequest, Message
 from experts.errors import ExpertUnavailable
 from experts.simulator import SimulatedExpert
 from gateway.metrics import Metrics
@@ -76,7 +77,7 @@ async def test_removed_expert_closes_only_after_its_inflight_request(setup: Setu
     registry, pool, recorder = setup
     await registry.add(sim("slow", ttft_s=0.2, completion_tokens=3))
     await pool.sync()
-    request = ChatRequest(messages=({"role": "user", "content": "hi"},))
+    request = ChatRequest(messages=(Message("user", "hi"),))
 
     async def use() -> str:
         async with pool.lease("slow") as expert:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import replace
 
 import httpx
 import pytest
 
-from experts.base import ChatRequest, ExpertHealth
+from experts.base import ExpertHealth
 from experts.errors import ExpertUnavailable
 from experts.vllm import VllmExpert
 from registry.spec import ExpertKind, ExpertSpec
+from tests.fakes import ask
 
 pytestmark = pytest.mark.vllm
 
@@ -30,10 +31,6 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 def expert(url: str, http: httpx.AsyncClient, model: str | None = None) -> VllmExpert:
     spec = ExpertSpec(name="vllm-0", kind=ExpertKind.VLLM, endpoint=url, model=model)
     return VllmExpert(spec, http)
-
-
-def ask(content: str, **params: Any) -> ChatRequest:
-    return ChatRequest(messages=({"role": "user", "content": content},), params=params)
 
 
 async def wait_for_load(worker: VllmExpert, *, running: bool) -> ExpertHealth:
@@ -82,7 +79,11 @@ async def test_max_tokens_ends_with_length(vllm_server: str, http: httpx.AsyncCl
 
 
 async def test_stream_yields_deltas_then_finish(vllm_server: str, http: httpx.AsyncClient) -> None:
-    request = ask(CAPITAL, max_tokens=24, temperature=0, stream_options={"include_usage": True})
+    request = replace(
+        ask(CAPITAL, max_tokens=24, temperature=0),
+        include_usage=True,
+        extra={"stream_options": {"include_usage": True}},
+    )
     deltas = [d async for d in expert(vllm_server, http).stream(request)]
     text = "".join(d.content for d in deltas)
     assert sum(1 for d in deltas if d.content) >= 3

@@ -1,0 +1,165 @@
+"""The chat domain: what a request to an expert holds and what an expert answers.
+
+These are not the OpenAI wire models (`gateway.protocol`): the gateway validates a request once,
+at the HTTP edge, and builds a `ChatRequest` whose fields are already valid. Everything the
+gateway understands is typed (messages, sampling); everything else the client sent (tools,
+response_format, vendor extras such as vLLM's `top_k`) is carried in `extra` as it came, and
+forwarded by the experts that speak OpenAI's API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "AUTO_MODEL",
+    "ChatDelta",
+    "ChatRequest",
+    "ChatResult",
+    "Message",
+    "Role",
+    "Sampling",
+    "Usage",
+    "with_system_prompt",
+]
+
+AUTO_MODEL = "auto"
+"""The model id that asks the gateway to route."""
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message. `content` is a string, OpenAI content parts (text, image, ...; kept
+    as sent), or None (an assistant message that only calls tools). `fields` holds the
+    message's other keys as sent (`name`, `tool_calls`, `tool_call_id`, ...)."""
+
+    role: Role
+    content: str | tuple[Mapping[str, Any], ...] | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        """The text a router or a text-only model reads: the string content, or the text of
+        the `text` parts joined by newlines (other parts carry no text)."""
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "\n".join(
+            str(part["text"])
+            for part in self.content
+            if part.get("type") == "text" and isinstance(part.get("text"), str)
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The OpenAI message object, as it came in."""
+        wire: dict[str, Any] = {"role": self.role, **self.fields}
+        if self.content is not None:
+            wire["content"] = (
+                self.content if isinstance(self.content, str) else [dict(p) for p in self.content]
+            )
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """The OpenAI sampling fields the gateway and its in-process experts understand. None (or
+    an empty `stop`) means the client did not set it."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+    @property
+    def token_limit(self) -> int | None:
+        """How many tokens the answer may have: `max_completion_tokens` (OpenAI's current
+        name), else `max_tokens`, as vLLM reads them."""
+        return self.max_completion_tokens or self.max_tokens
+
+    def to_wire(self) -> dict[str, Any]:
+        """The fields the client set, as OpenAI request fields."""
+        wire = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "max_completion_tokens": self.max_completion_tokens,
+            "stop": list(self.stop) if self.stop else None,
+            "seed": self.seed,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+        }
+        return {k: v for k, v in wire.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One chat request, validated. `model` is `auto` (route) or an expert's name (pinned);
+    `extra` holds every other field the client sent, to be passed through unchanged."""
+
+    messages: tuple[Message, ...]
+    sampling: Sampling = Sampling()
+    model: str = AUTO_MODEL
+    stream: bool = False
+    include_usage: bool = False
+    """Streaming: end the stream with a usage chunk (`stream_options.include_usage`)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    request_id: str = ""
+
+    @property
+    def routed(self) -> bool:
+        return self.model == AUTO_MODEL
+
+    def routing_query(self) -> str:
+        """The text the router classifies: the last user message (else the last message)."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text()
+        return self.messages[-1].text() if self.messages else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as OpenAI reports them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """A complete answer."""
+
+    content: str
+    model: str
+    finish_reason: str | None = "stop"
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatDelta:
+    """One piece of a streamed answer. The last delta carries `finish_reason` (and usage)."""
+
+    content: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+def with_system_prompt(
+    messages: tuple[Message, ...], system_prompt: str | None
+) -> tuple[Message, ...]:
+    """Prepend the expert's system prompt unless the request already has a system message."""
+    if not system_prompt or any(m.role == "system" for m in messages):
+        return messages
+    return (Message("system", system_prompt), *messages)
