@@ -13,7 +13,7 @@ from experts.vllm import VllmExpert
 from registry.spec import ExpertKind, ExpertSpec
 
 if TYPE_CHECKING:
-    from experts.local import LocalModelStore
+    from experts.local_models import LocalModelStore
 
 __all__ = ["build_expert"]
 

@@ -40,7 +40,7 @@ from routers.base import ExpertTable, Router
 from routers.factory import build_router
 
 if TYPE_CHECKING:
-    from experts.local import LocalModelStore
+    from experts.local_models import LocalModelStore
 
 __all__ = ["create_app"]
 
@@ -130,7 +130,7 @@ async def _warm_up(router: Router, table: ExpertTable) -> None:
 
 
 def _local_model_store(settings: Settings) -> LocalModelStore:
-    from experts.local import LocalModelStore  # torch: imported when the app starts, not before
+    from experts.local_models import LocalModelStore  # torch: imported when the app starts
 
     local = settings.local
     return LocalModelStore(dtype=local.dtype, torch_threads=local.threads())

@@ -34,7 +34,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the metrics as one 
 
 def _load(path: Path, *, outcomes: bool) -> Any:
     """Routing outcomes, or labelled queries (a file of either)."""
-    from routers.training.datasets import DatasetError, load_labelled, load_outcomes
+    from routers.training.datasets import DatasetError
+    from routers.training.loaders import load_labelled, load_outcomes
 
     if outcomes and _labelled_only(path):
         typer.echo(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +27,17 @@ def embedder(real_embedder: Embedder) -> Embedder:
     """The embedder a test package routes with: the real one, unless the package's conftest
     gives a fake (tests/gateway does: its tests are about the gateway, not routing quality)."""
     return real_embedder
+
+
+SHARED_SAMPLES = Path(__file__).resolve().parent / "fixtures" / "shared"
+"""Small committed samples of the shared evaluation folders (attribution in its README)."""
+
+
+@pytest.fixture
+def mmlu_pro_folder() -> Path:
+    return SHARED_SAMPLES / "mmlu_pro"
+
+
+@pytest.fixture
+def routerbench_folder() -> Path:
+    return SHARED_SAMPLES / "routerbench_subset"

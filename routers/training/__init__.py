@@ -3,7 +3,8 @@
 What `coe train` and `coe eval` run. Nothing here is imported by a running gateway: a trained
 router is served from its artifact by `routers.trained` with numpy alone.
 
-    datasets.py          labelled queries / routing outcomes, loaders, seeded splits
+    datasets.py          labelled queries / routing outcomes, seeded splits
+    loaders.py           read them from JSONL / CSV files
     embed_cache.py       embeddings of training texts cached on disk
     splits.py            fit / val / dev rows
     kinds.py             what `--router KIND` trains, typed hyper-parameters per kind

@@ -16,20 +16,10 @@ from bench.shared_data import (
     shared_labelled,
     shared_outcomes,
 )
-from routers.training.datasets import DatasetError, load_labelled, load_outcomes
+from routers.training.datasets import DatasetError
+from routers.training.loaders import load_labelled, load_outcomes
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO / "tests" / "fixtures" / "shared"
-
-
-@pytest.fixture
-def mmlu_pro_folder() -> Path:
-    return FIXTURES / "mmlu_pro"
-
-
-@pytest.fixture
-def routerbench_folder() -> Path:
-    return FIXTURES / "routerbench_subset"
 
 
 def test_data_hash_changes_with_content(mmlu_pro_folder: Path) -> None:

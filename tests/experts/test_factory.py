@@ -74,7 +74,7 @@ def test_package_exports_are_sorted_and_importable() -> None:
 def test_importing_the_package_loads_neither_torch_nor_the_local_expert() -> None:
     code = (
         "import sys, experts\n"
-        "heavy = ('torch', 'transformers', 'experts.local')\n"
+        "heavy = ('torch', 'transformers', 'experts.local', 'experts.local_models')\n"
         "print(','.join(sorted(m for m in sys.modules if m in heavy)))\n"
     )
     done = subprocess.run(

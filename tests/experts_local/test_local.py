@@ -14,7 +14,8 @@ import torch
 from experts.base import Expert
 from experts.chat import ChatDelta, ChatRequest, Sampling
 from experts.errors import ExpertCancelled, ExpertTimeout, ExpertUnavailable
-from experts.local import LocalExpert, LocalModelStore
+from experts.local import LocalExpert
+from experts.local_models import LocalModelStore
 from experts.sampling import GenerationParams, LocalOptions, StopTrimmer
 from registry.spec import ExpertKind, ExpertSpec
 from tests.fakes import ask

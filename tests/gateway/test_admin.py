@@ -138,3 +138,12 @@ def test_admin_errors_are_openai_shaped(
     )
     assert response.status_code == status, response.text
     assert set(response.json()["error"]) >= {"message", "type", "code"}
+
+
+def test_a_local_expert_with_bad_options_is_refused_naming_the_option(gateway: Gateway) -> None:
+    body = {"name": "tiny", "kind": "local", "options": {"max_tokens": 0}}
+    response = httpx.post(f"{gateway.url}/admin/experts", json=body, headers=gateway.admin_headers)
+    assert response.status_code == 400, response.text
+    assert "options.max_tokens" in response.json()["error"]["message"]
+    listed = httpx.get(f"{gateway.url}/admin/experts", headers=gateway.admin_headers).json()
+    assert "tiny" not in json.dumps(listed)  # nothing half-written

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from tests.fakes import HashingEmbedder
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "shared"
-
 
 @pytest.fixture
 def embedder() -> HashingEmbedder:
     return HashingEmbedder()
-
-
-@pytest.fixture
-def mmlu_pro_folder() -> Path:
-    return FIXTURES / "mmlu_pro"
-
-
-@pytest.fixture
-def routerbench_folder() -> Path:
-    return FIXTURES / "routerbench_subset"
 
 
 def clusters(

@@ -7,12 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routers.training.datasets import (
-    DatasetError,
-    load_labelled,
-    load_outcomes,
-    train_dev_split,
-)
+from routers.training.datasets import DatasetError, train_dev_split
+from routers.training.loaders import load_labelled, load_outcomes
 
 
 def write(path: Path, lines: list[str]) -> Path:
