@@ -127,10 +127,12 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts as OpenAI reports them."""
+    """Token counts as OpenAI reports them; `details` holds every other usage field as the
+    expert sent it (`prompt_tokens_details`, `completion_tokens_details`, ...)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -139,21 +141,51 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class ChatResult:
-    """A complete answer."""
+    """A complete answer (one choice).
 
-    content: str
+    The gateway reads `content`, `finish_reason` and `usage`; what else the expert answered is
+    carried as it came, to be returned unchanged: `message` holds the message's other fields
+    (`tool_calls`, `function_call`, `refusal`, vLLM's `reasoning_content`, ...), `choice` the
+    choice's (`logprobs`, vLLM's `stop_reason`, ...), `response` the response's top-level ones
+    (`system_fingerprint`, ...). `content` is None when the expert answered none (a tool call).
+    """
+
+    content: str | None
     model: str
     finish_reason: str | None = "stop"
     usage: Usage | None = None
+    message: Mapping[str, Any] = field(default_factory=dict)
+    choice: Mapping[str, Any] = field(default_factory=dict)
+    response: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.content or ""
+
+    @property
+    def tool_calls(self) -> tuple[Mapping[str, Any], ...]:
+        """The tool calls of the answer (OpenAI's `message.tool_calls`), if any."""
+        calls = self.message.get("tool_calls")
+        return tuple(c for c in calls if isinstance(c, Mapping)) if isinstance(calls, list) else ()
 
 
 @dataclass(frozen=True, slots=True)
 class ChatDelta:
-    """One piece of a streamed answer. The last delta carries `finish_reason` (and usage)."""
+    """One piece of a streamed answer (one chunk's choice). The last delta carries
+    `finish_reason`, and usage may come after it. `delta` carries the delta's other fields as
+    sent (`tool_calls` fragments with their `index`, `refusal`, `reasoning_content`, ...),
+    `choice` the choice's (`logprobs`, `stop_reason`, ...)."""
 
     content: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    delta: Mapping[str, Any] = field(default_factory=dict)
+    choice: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to pass on (a keep-alive or an empty role chunk)."""
+        return not (self.content or self.finish_reason or self.usage or self.delta or self.choice)
 
 
 def with_system_prompt(

@@ -17,17 +17,16 @@ any upstream error message that echoes it.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
 
+from experts import openai_wire
 from experts.base import ExpertHealth
-from experts.chat import ChatDelta, ChatRequest, ChatResult, Usage, with_system_prompt
+from experts.chat import ChatDelta, ChatRequest, ChatResult, with_system_prompt
 from experts.errors import (
     ExpertError,
     ExpertTimeout,
@@ -38,124 +37,12 @@ from experts.errors import (
 )
 from registry.spec import ExpertSpec
 
-__all__ = ["GATEWAY_OWNED_PARAMS", "OpenAIExpert", "SSEDecoder", "model_ids", "status_error"]
+__all__ = ["GATEWAY_OWNED_PARAMS", "OpenAIExpert", "status_error"]
 
 GATEWAY_OWNED_PARAMS = frozenset({"model", "messages", "stream"})
 """Request fields the expert sets itself; never taken from a request's `extra`."""
 
 _MAX_DETAIL_CHARS = 500
-
-
-# -- wire models: only the fields we read; everything else is ignored ------------------------
-
-
-class _WireUsage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def to_domain(self) -> Usage:
-        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
-
-
-class _WireMessage(BaseModel):
-    content: str | None = None
-
-
-class _WireChoice(BaseModel):
-    message: _WireMessage
-    finish_reason: str | None = None
-
-
-class _WireCompletion(BaseModel):
-    model: str = ""
-    choices: list[_WireChoice] = Field(min_length=1)
-    usage: _WireUsage | None = None
-
-
-class _WireDelta(BaseModel):
-    content: str | None = None
-
-
-class _WireChunkChoice(BaseModel):
-    delta: _WireDelta = Field(default_factory=_WireDelta)
-    finish_reason: str | None = None
-
-
-class _WireChunk(BaseModel):
-    choices: list[_WireChunkChoice] = Field(default_factory=list)
-    usage: _WireUsage | None = None
-    error: Any = None
-
-
-class _WireModel(BaseModel):
-    id: str
-
-
-class _WireModelList(BaseModel):
-    data: list[_WireModel]
-
-
-def model_ids(body: bytes) -> tuple[str, ...]:
-    """The ids of an OpenAI `/models` listing; ValueError when `body` is not one."""
-    return tuple(m.id for m in _WireModelList.model_validate_json(body).data)
-
-
-# -- SSE ------------------------------------------------------------------------------------
-
-
-class SSEDecoder:
-    """Server-sent events, one line at a time: `feed(line)` returns an event's data when it ends.
-
-    Comment lines (`:`) and fields other than `data` are ignored; several `data:` lines of one
-    event are joined with newlines, as the SSE specification says.
-    """
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> str | None:
-        line = line.rstrip("\r\n")
-        if not line:
-            return self.flush()
-        if line.startswith(":"):
-            return None
-        field, _, value = line.partition(":")
-        if field == "data":
-            self._data.append(value.removeprefix(" "))
-        return None
-
-    def flush(self) -> str | None:
-        """End the current event (blank line or end of stream); its data, if it had any."""
-        if not self._data:
-            return None
-        data, self._data = "\n".join(self._data), []
-        return data
-
-
-# -- status translation ---------------------------------------------------------------------
-
-
-def _upstream_message(body: bytes) -> str:
-    """The message of an OpenAI-shaped error body; "" for anything else."""
-    try:
-        return _error_message(json.loads(body))
-    except ValueError:
-        return ""
-
-
-def _error_message(payload: Any) -> str:
-    """The message of `{"error": {"message": ...}}` (OpenAI) or `{"object": "error", "message":
-    ...}` (older vLLM); "" for anything else."""
-    if not isinstance(payload, dict):
-        return ""
-    error = payload.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    if isinstance(error, str):
-        return error
-    if payload.get("object") == "error" and isinstance(payload.get("message"), str):
-        return str(payload["message"])
-    return ""
 
 
 def status_error(
@@ -167,7 +54,7 @@ def status_error(
     other 4xx -> UpstreamRejected(status) with the upstream's message when it is OpenAI-shaped,
     anything else that is not 2xx -> UpstreamError (502).
     """
-    detail = _upstream_message(body)[:_MAX_DETAIL_CHARS]
+    detail = openai_wire.upstream_message(body)[:_MAX_DETAIL_CHARS]
     if redact:
         detail = detail.replace(redact, "***")
     message = f"expert {expert!r} answered HTTP {status}" + (f": {detail}" if detail else "")
@@ -263,19 +150,12 @@ class OpenAIExpert:
         if not response.is_success:
             raise self._status_error(response.status_code, response.content)
         try:
-            completion = _WireCompletion.model_validate_json(response.content)
-        except ValidationError as exc:
+            return openai_wire.completion(response.content, body["model"])
+        except ValueError as exc:
             raise UpstreamError(
                 f"expert {self.name!r} answered a body that is not a chat completion",
                 expert=self.name,
             ) from exc
-        choice = completion.choices[0]
-        return ChatResult(
-            content=choice.message.content or "",
-            model=completion.model or body["model"],
-            finish_reason=choice.finish_reason,
-            usage=completion.usage.to_domain() if completion.usage else None,
-        )
 
     # -- stream -----------------------------------------------------------------------------
 
@@ -301,7 +181,7 @@ class OpenAIExpert:
             if not response.is_success:
                 raise self._status_error(response.status_code, response.content)
             lines = response.aiter_lines()
-            decoder = SSEDecoder()
+            decoder = openai_wire.SSEDecoder()
             while True:
                 with map_httpx_errors(self.name, before_first_byte=first):
                     line = await anext(lines, None)
@@ -326,27 +206,20 @@ class OpenAIExpert:
     def _parse_chunk(self, data: str, *, before_first_byte: bool) -> ChatDelta | None:
         """One SSE `data:` payload -> a delta, None for an empty one, or an UpstreamError."""
         try:
-            chunk = _WireChunk.model_validate_json(data)
-        except ValidationError as exc:
+            return openai_wire.chunk(data)
+        except openai_wire.StreamError as exc:
+            detail = exc.detail[:_MAX_DETAIL_CHARS] or "unknown"
+            raise UpstreamError(
+                self._redact(f"expert {self.name!r} sent an error event: {detail}"),
+                expert=self.name,
+                before_first_byte=before_first_byte,
+            ) from None
+        except ValueError as exc:
             raise UpstreamError(
                 f"expert {self.name!r} sent a stream chunk that is not JSON of a chat chunk",
                 expert=self.name,
                 before_first_byte=before_first_byte,
             ) from exc
-        if chunk.error is not None:
-            detail = _error_message({"error": chunk.error})[:_MAX_DETAIL_CHARS]
-            raise UpstreamError(
-                self._redact(f"expert {self.name!r} sent an error event: {detail or 'unknown'}"),
-                expert=self.name,
-                before_first_byte=before_first_byte,
-            )
-        choice = chunk.choices[0] if chunk.choices else None
-        content = (choice.delta.content if choice else None) or ""
-        finish_reason = choice.finish_reason if choice else None
-        usage = chunk.usage.to_domain() if chunk.usage else None
-        if not content and finish_reason is None and usage is None:
-            return None
-        return ChatDelta(content=content, finish_reason=finish_reason, usage=usage)
 
     # -- health -----------------------------------------------------------------------------
 
@@ -356,7 +229,7 @@ class OpenAIExpert:
         if isinstance(response, str):
             return ExpertHealth(healthy=False, detail=f"/models {response}")
         try:
-            models = model_ids(response.content)
+            models = openai_wire.model_ids(response.content)
         except ValueError:
             return ExpertHealth(healthy=False, detail="/models answered no model list")
         return ExpertHealth(healthy=True, models=models)

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from experts.base import ExpertHealth
-from experts.chat import ChatDelta, ChatRequest, ChatResult, Message, Usage
+from experts.chat import ChatDelta, ChatRequest, ChatResult
 from experts.errors import ExpertError, ExpertTimeout, ExpertUnavailable, UpstreamError
+from experts.simulator_answers import SimulatedAnswer, SimulatedQuestion, compose
 from registry.spec import ExpertSpec
 
 __all__ = [
@@ -39,15 +39,13 @@ __all__ = [
     "Simulation",
     "SimulatorConfig",
     "SimulatorStats",
-    "simulated_tokens",
+    "question_of",
 ]
 
 FailMode = Literal[
     "status_500", "status_503", "hang", "disconnect_mid_stream", "error_event_mid_stream"
 ]
 MID_STREAM_MODES: frozenset[str] = frozenset({"disconnect_mid_stream", "error_event_mid_stream"})
-
-_FILLER = ("simulated", "answer", "from", "the", "coe", "simulator")
 
 
 class SimulatorConfig(BaseModel):
@@ -74,6 +72,12 @@ class SimulatorConfig(BaseModel):
     max_num_seqs: int = Field(
         default=256, ge=1, description="Requests served at once; the rest wait (as in vLLM)."
     )
+    reasoning: bool = Field(
+        default=False, description="Answer with vLLM's `reasoning_content` before the text."
+    )
+    refuse_marker: str | None = Field(
+        default=None, description="Refuse (OpenAI's `refusal`) a user message containing this."
+    )
 
 
 @dataclass
@@ -87,29 +91,6 @@ class SimulatorStats:
     streams_failed: int = 0
     """Streams that failed on purpose (mid-stream fail modes)."""
     last_request_body: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class SimulatedAnswer:
-    tokens: tuple[str, ...]
-    finish_reason: str
-    usage: Usage
-
-    @property
-    def text(self) -> str:
-        return "".join(self.tokens)
-
-
-def last_user_text(messages: Sequence[Message]) -> str:
-    """The text of the last user message ("" when there is none)."""
-    return next((m.text() for m in reversed(messages) if m.role == "user"), "")
-
-
-def simulated_tokens(prompt: str, count: int) -> tuple[str, ...]:
-    """`count` deterministic tokens (words drawn from the prompt, seeded by its hash)."""
-    words = prompt.split() or list(_FILLER)
-    rng = random.Random(hashlib.sha256(prompt.encode()).digest())
-    return tuple(("" if i == 0 else " ") + rng.choice(words) for i in range(count))
 
 
 class Simulation:
@@ -129,20 +110,13 @@ class Simulation:
     def should_fail(self) -> bool:
         return self.config.failure_rate > 0 and self._rng.random() < self.config.failure_rate
 
-    def answer(self, messages: Sequence[Message], token_limit: int | None) -> SimulatedAnswer:
-        """The answer to `messages`, cut at `token_limit` tokens."""
-        wanted = self.config.completion_tokens
-        count = min(wanted, token_limit) if token_limit is not None else wanted
-        prompt_tokens = sum(len(m.text().split()) for m in messages)
-        return SimulatedAnswer(
-            tokens=simulated_tokens(last_user_text(messages), count),
-            finish_reason="length" if count < wanted else "stop",
-            usage=Usage(prompt_tokens=max(prompt_tokens, 1), completion_tokens=count),
-        )
+    def answer(self, question: SimulatedQuestion) -> SimulatedAnswer:
+        """The answer to `question` (`experts.simulator_answers`)."""
+        return compose(question, self.config)
 
     def latency_s(self, answer: SimulatedAnswer) -> float:
         """Time a non-streaming answer takes."""
-        return self.config.ttft_s + self.config.inter_token_s * max(len(answer.tokens) - 1, 0)
+        return self.config.ttft_s + self.config.inter_token_s * max(len(answer.pieces()) - 1, 0)
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -208,32 +182,36 @@ class SimulatedExpert:
         """Nothing to release."""
 
     async def chat(self, request: ChatRequest) -> ChatResult:
-        answer = self._sim.answer(request.messages, request.sampling.token_limit)
+        answer = self._sim.answer(question_of(request))
         async with self._sim.slot():
             if self._sim.should_fail():
                 await self._fail(before_first_byte=True, streaming=False)
             await asyncio.sleep(self._sim.latency_s(answer))
+        message = answer.message()
+        logprobs = answer.logprobs()
         return ChatResult(
-            content=answer.text,
+            content=message.pop("content"),
             model=self._sim.config.model,
             finish_reason=answer.finish_reason,
             usage=answer.usage,
+            message=message,
+            choice={} if logprobs is None else {"logprobs": logprobs},
         )
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatDelta, None]:
         config = self._sim.config
-        answer = self._sim.answer(request.messages, request.sampling.token_limit)
+        answer = self._sim.answer(question_of(request))
         async with self._sim.slot():
             fail = self._sim.should_fail()
             if fail and config.fail_mode not in MID_STREAM_MODES:
                 await self._fail(before_first_byte=True)
             await asyncio.sleep(config.ttft_s)
-            for index, token in enumerate(answer.tokens):
+            for index, piece in enumerate(answer.pieces()):
                 if fail and index == config.fail_after_tokens:
                     await self._fail(before_first_byte=index == 0)
                 if index:
                     await asyncio.sleep(config.inter_token_s)
-                yield ChatDelta(content=token)
+                yield _delta(piece, answer)
             yield ChatDelta(finish_reason=answer.finish_reason, usage=answer.usage)
 
     async def health(self) -> ExpertHealth:
@@ -256,3 +234,29 @@ class SimulatedExpert:
                 f"simulated hang of {self.spec.name!r} timed out", expert=self._spec.name
             )
         raise _simulated_error(mode, expert=self._spec.name, before_first_byte=before_first_byte)
+
+
+def question_of(request: ChatRequest) -> SimulatedQuestion:
+    """What the simulator reads of a domain request (tools and logprobs from its extras)."""
+    extra = request.extra
+    tools = extra.get("tools")
+    top = extra.get("top_logprobs")
+    return SimulatedQuestion(
+        messages=request.messages,
+        token_limit=request.sampling.token_limit,
+        tools=[t for t in tools if isinstance(t, Mapping)] if isinstance(tools, list) else (),
+        tool_choice=extra.get("tool_choice"),
+        parallel_tool_calls=extra.get("parallel_tool_calls"),
+        logprobs=extra.get("logprobs") is True,
+        top_logprobs=top if isinstance(top, int) else 0,
+    )
+
+
+def _delta(piece: Mapping[str, Any], answer: SimulatedAnswer) -> ChatDelta:
+    """One streamed piece as a domain delta (logprobs, when asked for, with the text)."""
+    content = piece.get("content")
+    rest = {k: v for k, v in piece.items() if k != "content"}
+    if isinstance(content, str):
+        logprobs = answer.logprobs([content])
+        return ChatDelta(content=content, choice={} if logprobs is None else {"logprobs": logprobs})
+    return ChatDelta(delta=rest)

@@ -28,13 +28,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from experts.chat import Message, Role
-from experts.simulator import (
-    MID_STREAM_MODES,
-    SimulatedAnswer,
-    Simulation,
-    SimulatorConfig,
-    SimulatorStats,
-)
+from experts.simulator import MID_STREAM_MODES, Simulation, SimulatorConfig, SimulatorStats
+from experts.simulator_answers import SimulatedAnswer, SimulatedQuestion
 from experts.vllm import RUNNING_METRIC, WAITING_METRIC
 
 __all__ = ["create_simulator_app", "serve_simulator"]
@@ -62,10 +57,23 @@ class _ChatCompletionRequest(BaseModel):
     stream_options: dict[str, Any] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool = False
+    top_logprobs: int = Field(default=0, ge=0, le=20)
 
     def answer(self, sim: Simulation) -> SimulatedAnswer:
-        messages = [m.to_domain() for m in self.messages]
-        return sim.answer(messages, self.max_completion_tokens or self.max_tokens)
+        question = SimulatedQuestion(
+            messages=[m.to_domain() for m in self.messages],
+            token_limit=self.max_completion_tokens or self.max_tokens,
+            tools=self.tools or (),
+            tool_choice=self.tool_choice,
+            parallel_tool_calls=self.parallel_tool_calls,
+            logprobs=self.logprobs,
+            top_logprobs=self.top_logprobs,
+        )
+        return sim.answer(question)
 
 
 class _SimulatedDisconnect(Exception):
@@ -115,12 +123,19 @@ class _Reply:
         return {"id": self.id, "object": kind, "created": self.created, "model": model, **fields}
 
     def completion(self) -> dict[str, Any]:
-        message = {"role": "assistant", "content": self.answer.text}
-        choice = {"index": 0, "message": message, "finish_reason": self.answer.finish_reason}
+        message = {"role": "assistant", **self.answer.message()}
+        choice = {
+            "index": 0,
+            "message": message,
+            "logprobs": self.answer.logprobs(),
+            "finish_reason": self.answer.finish_reason,
+        }
         return self._envelope("chat.completion", choices=[choice], usage=_usage(self.answer))
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        content = delta.get("content")
+        logprobs = self.answer.logprobs([content]) if isinstance(content, str) and content else None
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         return _sse(self._envelope("chat.completion.chunk", choices=[choice], usage=None))
 
     async def events(self) -> AsyncIterator[str]:
@@ -147,7 +162,7 @@ class _Reply:
         config = self.sim.config
         await asyncio.sleep(config.ttft_s)
         yield self.chunk({"role": "assistant", "content": ""})
-        for index, token in enumerate(self.answer.tokens):
+        for index, piece in enumerate(self.answer.pieces()):
             if self.fail and index == config.fail_after_tokens:
                 self.failed = True
                 if config.fail_mode == "disconnect_mid_stream":
@@ -157,7 +172,7 @@ class _Reply:
                 return
             if index:
                 await asyncio.sleep(config.inter_token_s)
-            yield self.chunk({"content": token})
+            yield self.chunk(piece)
         yield self.chunk({}, self.answer.finish_reason)
         if (self.body.stream_options or {}).get("include_usage"):
             usage = _usage(self.answer)

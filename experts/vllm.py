@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from experts.base import ExpertHealth
 from experts.errors import ExpertUnavailable, UpstreamError, map_httpx_errors
-from experts.openai import OpenAIExpert, model_ids
+from experts.openai import OpenAIExpert
+from experts.openai_wire import model_ids
 from registry.spec import ExpertSpec
 
 __all__ = ["RUNNING_METRIC", "WAITING_METRIC", "VllmExpert", "parse_vllm_load"]

@@ -112,6 +112,10 @@ class ChatCompletionRequest(BaseModel):
 
 
 class UsageInfo(BaseModel):
+    """Token counts, and the expert's other usage fields (`prompt_tokens_details`, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -122,21 +126,34 @@ class UsageInfo(BaseModel):
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,
+            **usage.details,
         )
 
 
 class ResponseMessage(BaseModel):
+    """The answer; extra fields (`tool_calls`, `refusal`, `reasoning_content`, ...) as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
 
 
 class Choice(BaseModel):
+    """One choice; extra fields (`logprobs`, vLLM's `stop_reason`, ...) as the expert sent them."""
+
+    model_config = ConfigDict(extra="allow")
+
     index: int = 0
     message: ResponseMessage
     finish_reason: str | None = "stop"
 
 
 class ChatCompletionResponse(BaseModel):
+    """A `chat.completion`; extra top-level fields (`system_fingerprint`, ...) as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -146,11 +163,17 @@ class ChatCompletionResponse(BaseModel):
 
 
 class DeltaMessage(BaseModel):
+    """A piece of the answer; extra fields (`tool_calls` fragments, ...) as the expert sent them."""
+
+    model_config = ConfigDict(extra="allow")
+
     role: Literal["assistant"] | None = None
     content: str | None = None
 
 
 class ChunkChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     index: int = 0
     delta: DeltaMessage
     finish_reason: str | None = None

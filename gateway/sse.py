@@ -1,7 +1,8 @@
 """Server-sent events for OpenAI chat streams: chunks as `data: {json}`, then `data: [DONE]`.
 
 `chat_events(stream)` renders an `AnswerStream`: a first chunk with the assistant role, one
-chunk per piece of text, one with the finish reason, an optional usage chunk, then `[DONE]`. An
+chunk per delta of the expert (its text, what else its delta and choice carried, such as tool-call
+fragments and logprobs, and the finish reason on the last), an optional usage chunk, `[DONE]`. An
 error after the first byte can no longer change the status code, so it goes into the stream as
 `data: {"error": ...}` (what OpenAI clients read), followed by `[DONE]`. When the client goes
 away, the generator is closed: the stream is closed with it, which cancels the upstream call.
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
 
-from experts.chat import Usage
+from experts.chat import ChatDelta, Usage
 from gateway.errors import HttpError, error_from_exception
 from gateway.protocol import ChatCompletionChunk, ChunkChoice, DeltaMessage, UsageInfo
 from gateway.service import AnswerStream
@@ -43,28 +44,30 @@ async def chat_events(stream: AnswerStream, *, include_usage: bool) -> AsyncIter
     meta = stream.meta
     created = int(time.time())
 
-    def chunk(
-        delta: DeltaMessage | None, finish: str | None = None, usage: Usage | None = None
-    ) -> bytes:
+    def chunk(delta: ChatDelta | None, first: bool = False, usage: Usage | None = None) -> bytes:
+        choices = []
+        if first:
+            choices = [ChunkChoice(delta=DeltaMessage(role="assistant", content=""))]
+        elif delta is not None:
+            piece = DeltaMessage(content=delta.content or None, **delta.delta)
+            choices = [ChunkChoice(delta=piece, finish_reason=delta.finish_reason, **delta.choice)]
         return event(
             ChatCompletionChunk(
                 id=meta.request_id,
                 created=created,
                 model=meta.expert,
-                choices=[] if delta is None else [ChunkChoice(delta=delta, finish_reason=finish)],
+                choices=choices,
                 usage=None if usage is None else UsageInfo.of(usage),
             )
         )
 
     usage: Usage | None = None
     try:
-        yield chunk(DeltaMessage(role="assistant", content=""))
+        yield chunk(None, first=True)
         async for delta in stream:  # to the end: usage may follow the finish_reason delta
             usage = delta.usage or usage
-            if delta.content:
-                yield chunk(DeltaMessage(content=delta.content))
-            if delta.finish_reason is not None:
-                yield chunk(DeltaMessage(), delta.finish_reason)
+            if delta.content or delta.delta or delta.choice or delta.finish_reason:
+                yield chunk(delta)
         if include_usage:
             yield chunk(None, usage=usage or Usage())
     except Exception as exc:

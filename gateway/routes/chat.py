@@ -38,17 +38,16 @@ def _headers(meta: AnswerMeta) -> dict[str, str]:
 
 
 def _response(answer: Answer) -> ChatCompletionResponse:
+    """The expert's answer, whole: what the gateway does not read is returned as it came."""
     result = answer.result
+    message = ResponseMessage(content=result.content, **result.message)
     return ChatCompletionResponse(
         id=answer.meta.request_id,
         created=int(time.time()),
         model=answer.meta.expert,
-        choices=[
-            Choice(
-                message=ResponseMessage(content=result.content), finish_reason=result.finish_reason
-            )
-        ],
+        choices=[Choice(message=message, finish_reason=result.finish_reason, **result.choice)],
         usage=UsageInfo.of(result.usage) if result.usage else UsageInfo(),
+        **result.response,
     )
 
 
@@ -61,9 +60,7 @@ async def chat_completions(
     request = body.to_domain()
     answer = await state.service.answer(request)
     if isinstance(answer, Answer):
-        return JSONResponse(
-            _response(answer).model_dump(exclude_none=True), headers=_headers(answer.meta)
-        )
+        return JSONResponse(_response(answer).model_dump(), headers=_headers(answer.meta))
     return StreamingResponse(
         chat_events(answer, include_usage=request.include_usage),
         media_type=MEDIA_TYPE,

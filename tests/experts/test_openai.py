@@ -19,7 +19,8 @@ from experts.errors import (
     UpstreamError,
     UpstreamRejected,
 )
-from experts.openai import OpenAIExpert, SSEDecoder
+from experts.openai import OpenAIExpert
+from experts.openai_wire import SSEDecoder
 from tests.experts.conftest import make_spec
 
 Handler = Callable[[httpx.Request], httpx.Response]

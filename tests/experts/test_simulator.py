@@ -11,7 +11,8 @@ import pytest
 from experts.chat import ChatDelta, ChatRequest, Message, Sampling, Usage
 from experts.errors import ExpertTimeout, ExpertUnavailable, UpstreamError, UpstreamRejected
 from experts.openai import OpenAIExpert
-from experts.simulator import SimulatedExpert, SimulatorConfig, simulated_tokens
+from experts.simulator import SimulatedExpert, SimulatorConfig
+from experts.simulator_answers import filler
 from registry.spec import ExpertKind
 from tests.experts.conftest import RunningSimulator, StartSimulator, make_spec, wait_for
 
@@ -27,7 +28,7 @@ def over_http(sim: RunningSimulator, http: httpx.AsyncClient, **spec: Any) -> Op
 
 
 def expected_text(count: int) -> str:
-    return "".join(simulated_tokens(PROMPT, count))
+    return "".join(filler(PROMPT, count))
 
 
 # -- the HTTP face -------------------------------------------------------------------------

@@ -111,7 +111,7 @@ async def test_chat_answers_sensibly_with_usage(store: LocalModelStore) -> None:
     expert = make_expert(store)
     assert isinstance(expert, Expert)
     result = await expert.chat(ask(CAPITAL, max_tokens=16))
-    assert "Paris" in result.content
+    assert "Paris" in result.text
     assert result.finish_reason == "stop"
     assert result.usage is not None
     assert result.usage.prompt_tokens > 10
@@ -151,8 +151,8 @@ async def test_stop_string_ends_the_answer_and_is_cut(store: LocalModelStore) ->
     count = "Count from 1 to 10, one number per line."
     stopped = await expert.chat(ask(count, max_tokens=30, stop=["5"]))
     assert stopped.finish_reason == "stop"
-    assert "4" in stopped.content  # the model counted up to the stop string...
-    assert "5" not in stopped.content  # ...which was cut, with what came after it
+    assert "4" in stopped.text  # the model counted up to the stop string...
+    assert "5" not in stopped.text  # ...which was cut, with what came after it
     streamed = await collect(expert, ask(count, max_tokens=30, stop="5"))
     assert "".join(d.content for d in streamed) == stopped.content
 

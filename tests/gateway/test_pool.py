@@ -81,7 +81,7 @@ async def test_removed_expert_closes_only_after_its_inflight_request(setup: Setu
 
     async def use() -> str:
         async with pool.lease("slow") as expert:
-            return (await expert.chat(request)).content
+            return (await expert.chat(request)).text
 
     task = asyncio.create_task(use())
     await asyncio.sleep(0.05)  # the request is in flight

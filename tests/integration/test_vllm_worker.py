@@ -57,7 +57,7 @@ async def test_discovers_the_served_models(vllm_server: str, http: httpx.AsyncCl
 
 async def test_chat_answers_sensibly(vllm_server: str, http: httpx.AsyncClient) -> None:
     result = await expert(vllm_server, http).chat(ask(CAPITAL, max_tokens=24, temperature=0))
-    assert "Paris" in result.content
+    assert "Paris" in result.text
     assert result.finish_reason == "stop"
     assert result.usage is not None
     assert result.usage.prompt_tokens > 10
