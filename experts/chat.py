@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 __all__ = [
     "AUTO_MODEL",
+    "ROUTING_QUERY_CHARS",
     "ChatDelta",
     "ChatRequest",
     "ChatResult",
@@ -27,6 +28,10 @@ __all__ = [
 
 AUTO_MODEL = "auto"
 """The model id that asks the gateway to route."""
+
+ROUTING_QUERY_CHARS = 2000
+"""The router reads at most this much of the query (MiniLM itself reads its first 256 word
+pieces, about 1,000 characters; TF-IDF features of a trained router see the rest)."""
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -77,6 +82,8 @@ class Sampling:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
     @property
     def token_limit(self) -> int | None:
@@ -95,6 +102,8 @@ class Sampling:
             "seed": self.seed,
             "presence_penalty": self.presence_penalty,
             "frequency_penalty": self.frequency_penalty,
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
         }
         return {k: v for k, v in wire.items() if v is not None}
 
@@ -112,17 +121,21 @@ class ChatRequest:
     """Streaming: end the stream with a usage chunk (`stream_options.include_usage`)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     request_id: str = ""
+    conversation: str | None = None
+    """The client's name for the conversation (header `x-coe-conversation`), if it gave one."""
 
     @property
     def routed(self) -> bool:
         return self.model == AUTO_MODEL
 
     def routing_query(self) -> str:
-        """The text the router classifies: the last user message (else the last message)."""
+        """The text the router classifies: the user's intent, i.e. the last user message (else
+        the last message), its first `ROUTING_QUERY_CHARS` characters. Never a tool result or
+        the system prompt, whatever their length."""
         for message in reversed(self.messages):
             if message.role == "user":
-                return message.text()
-        return self.messages[-1].text() if self.messages else ""
+                return message.text()[:ROUTING_QUERY_CHARS]
+        return self.messages[-1].text()[:ROUTING_QUERY_CHARS] if self.messages else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,7 @@ class LocalExpert:
             model=self._source,
             finish_reason=last.finish_reason,
             usage=last.usage,
+            choice=last.choice,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatDelta, None]:
@@ -156,6 +157,14 @@ class LocalExpert:
             raise ExpertUnavailable(exc.message, expert=self.name) from exc
 
     def _prepare(self, request: ChatRequest) -> tuple[GenerationParams, list[dict[str, str]]]:
+        unsupported = _unsupported(request)
+        if unsupported:
+            raise UpstreamRejected(
+                f"expert {self.name!r} (an in-process model) cannot honour {unsupported!r}: "
+                "send it to an expert that can (for example a vLLM worker)",
+                expert=self.name,
+                status=400,
+            )
         params = GenerationParams.resolve(request.sampling, self._options)
         messages = with_system_prompt(request.messages, self._spec.system_prompt)
         return params, _template_messages(messages)
@@ -197,10 +206,46 @@ class LocalExpert:
         ) from job.error
 
     def _final(self, job: _Job, tail: str) -> ChatDelta:
+        """The last delta: the held-back tail, the finish reason, usage, and the logprobs of
+        every generated token when they were asked for (one list, as a client joins them)."""
         cut_short = job.completion_tokens >= job.max_new_tokens
         reason = "length" if cut_short and not (job.hit_eos or job.stopped_by_string) else "stop"
         usage = Usage(prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens)
-        return ChatDelta(content=tail, finish_reason=reason, usage=usage)
+        choice = {} if job.logprobs is None else {"logprobs": {"content": job.logprobs}}
+        return ChatDelta(content=tail, finish_reason=reason, usage=usage, choice=choice)
+
+
+def _unsupported(request: ChatRequest) -> str | None:
+    """The first request field a local model would silently ignore, if any."""
+    extra = request.extra
+    if extra.get("tools") and extra.get("tool_choice") != "none":
+        return "tools"
+    response_format = extra.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
+        return "response_format"
+    return None
+
+
+def token_logprobs(
+    tokenizer: Any, tokens: list[int], logits: tuple[torch.Tensor, ...], top: int
+) -> list[dict[str, Any]]:
+    """OpenAI's `logprobs.content`: each generated token with its log probability under the
+    model's raw next-token distribution, and the `top` most likely alternatives."""
+
+    def entry(token_id: int, logprob: float) -> dict[str, Any]:
+        text = tokenizer.decode([token_id])
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    content = []
+    for token_id, step in zip(tokens, logits, strict=False):
+        logp = torch.log_softmax(step[0].float(), dim=-1)
+        item = entry(token_id, float(logp[token_id]))
+        values, indices = torch.topk(logp, top) if top else (logp[:0], logp[:0].long())
+        item["top_logprobs"] = [
+            entry(int(i), float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+        ]
+        content.append(item)
+    return content
 
 
 def _template_messages(messages: tuple[Message, ...]) -> list[dict[str, str]]:
@@ -260,6 +305,7 @@ class _Job:
         self.hit_eos = False
         self.error: BaseException | None = None
         self.error_is_request = False
+        self.logprobs: list[dict[str, Any]] | None = None
 
     def start(self) -> None:
         self.thread.start()
@@ -341,6 +387,9 @@ class _Job:
         pad = loaded.tokenizer.pad_token_id
         if self.params.seed is not None:
             torch.manual_seed(self.params.seed)
+        top = self.params.logprobs
+        if top is not None:  # the raw next-token logits of every step, as vLLM reports them
+            kwargs |= {"output_logits": True, "return_dict_in_generate": True}
         with torch.inference_mode():
             output = loaded.model.generate(
                 **inputs,
@@ -350,9 +399,12 @@ class _Job:
                 streamer=_LoopStreamer(loaded.tokenizer, self._post),
                 stopping_criteria=StoppingCriteriaList([_CancelFlag(self.cancel)]),
             )
-        new_tokens = output[0, self.prompt_tokens :].tolist()
+        sequences = output if top is None else output.sequences
+        new_tokens = sequences[0, self.prompt_tokens :].tolist()
         self.completion_tokens = len(new_tokens)
         self.hit_eos = bool(new_tokens) and new_tokens[-1] in loaded.eos_ids
+        if top is not None:
+            self.logprobs = token_logprobs(loaded.tokenizer, new_tokens, output.logits, top)
 
 
 _WAITING_GUARD = threading.Lock()

@@ -51,6 +51,8 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     repetition_penalty: float | None = None
+    logprobs: int | None = None
+    """None: no logprobs; else how many top alternatives to report per token."""
 
     @classmethod
     def resolve(cls, sampling: Sampling, defaults: LocalOptions) -> GenerationParams:
@@ -62,6 +64,7 @@ class GenerationParams:
             stop=sampling.stop,
             seed=sampling.seed,
             repetition_penalty=defaults.repetition_penalty,
+            logprobs=(sampling.top_logprobs or 0) if sampling.logprobs else None,
         )
 
     def generate_kwargs(self) -> dict[str, Any]:

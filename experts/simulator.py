@@ -112,7 +112,13 @@ class Simulation:
 
     def answer(self, question: SimulatedQuestion) -> SimulatedAnswer:
         """The answer to `question` (`experts.simulator_answers`)."""
-        return compose(question, self.config)
+        config = self.config
+        return compose(
+            question,
+            completion_tokens=config.completion_tokens,
+            reasoning=config.reasoning,
+            refuse_marker=config.refuse_marker,
+        )
 
     def latency_s(self, answer: SimulatedAnswer) -> float:
         """Time a non-streaming answer takes."""
@@ -240,15 +246,14 @@ def question_of(request: ChatRequest) -> SimulatedQuestion:
     """What the simulator reads of a domain request (tools and logprobs from its extras)."""
     extra = request.extra
     tools = extra.get("tools")
-    top = extra.get("top_logprobs")
     return SimulatedQuestion(
         messages=request.messages,
         token_limit=request.sampling.token_limit,
         tools=[t for t in tools if isinstance(t, Mapping)] if isinstance(tools, list) else (),
         tool_choice=extra.get("tool_choice"),
         parallel_tool_calls=extra.get("parallel_tool_calls"),
-        logprobs=extra.get("logprobs") is True,
-        top_logprobs=top if isinstance(top, int) else 0,
+        logprobs=bool(request.sampling.logprobs),
+        top_logprobs=request.sampling.top_logprobs or 0,
     )
 
 

@@ -2,7 +2,7 @@
 refusals, reasoning, logprobs), built once and rendered by both of its faces.
 
     question = SimulatedQuestion(messages, token_limit, tools, tool_choice, parallel, logprobs)
-    answer = compose(question, config)         # a SimulatedAnswer
+    answer = compose(question, completion_tokens=16)   # a SimulatedAnswer
     answer.message()                           # the `message` of a chat.completion (no role)
     answer.pieces()                            # the streamed deltas, in order (no role chunk)
     answer.logprobs()                          # the choice's `logprobs`, when they were asked for
@@ -12,8 +12,8 @@ Rules (deterministic, so tests can predict them):
   is answered with tool calls: every tool when `parallel_tool_calls` is not false, else the
   first, or the one `tool_choice` names; arguments `{"query": <last user text>}`; finish reason
   `tool_calls`; the arguments stream in fragments of 8 characters;
-* a last user message containing `config.refuse_marker` is refused (`refusal`, no content);
-* `config.reasoning` adds `reasoning_content` (vLLM's reasoning field) before the answer;
+* a last user message containing `refuse_marker` is refused (`refusal`, no content);
+* `reasoning` adds `reasoning_content` (vLLM's reasoning field) before the answer;
 * otherwise the answer is filler words drawn from the last user (or tool) message.
 """
 
@@ -24,12 +24,9 @@ import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from experts.chat import Message, Usage
-
-if TYPE_CHECKING:
-    from experts.simulator import SimulatorConfig
 
 __all__ = ["SimulatedAnswer", "SimulatedQuestion", "SimulatedToolCall", "compose", "filler"]
 
@@ -152,13 +149,20 @@ def _token_logprob(token: str, top: int) -> dict[str, Any]:
     return {**entry(token, -0.25), "top_logprobs": alternatives[:top]}
 
 
-def compose(question: SimulatedQuestion, config: SimulatorConfig) -> SimulatedAnswer:
-    """The simulator's answer to `question` (rules in the module docstring)."""
-    wanted = config.completion_tokens
+def compose(
+    question: SimulatedQuestion,
+    *,
+    completion_tokens: int,
+    reasoning: bool = False,
+    refuse_marker: str | None = None,
+) -> SimulatedAnswer:
+    """The simulator's answer to `question`, `completion_tokens` long (rules in the module
+    docstring)."""
+    wanted = completion_tokens
     count = min(wanted, question.token_limit) if question.token_limit is not None else wanted
     prompt_tokens = max(sum(len(m.text().split()) for m in question.messages), 1)
     user = question.last_user_text()
-    reasoning = filler("reasoning " + user, min(count, 4)) if config.reasoning else ()
+    thoughts = filler("reasoning " + user, min(count, 4)) if reasoning else ()
     logprobs = question.top_logprobs if question.logprobs else None
     names = question.wants_tool_calls()
     if names:
@@ -167,12 +171,12 @@ def compose(question: SimulatedQuestion, config: SimulatorConfig) -> SimulatedAn
         calls = tuple(
             SimulatedToolCall(f"call_{seed}_{i}", name, arguments) for i, name in enumerate(names)
         )
-        usage = Usage(prompt_tokens, len(calls) * 8 + len(reasoning))
-        return SimulatedAnswer((), "tool_calls", usage, reasoning, calls, None, logprobs)
-    if config.refuse_marker and config.refuse_marker in user:
-        return SimulatedAnswer((), "stop", Usage(prompt_tokens, 12), reasoning, (), REFUSAL, None)
+        usage = Usage(prompt_tokens, len(calls) * 8 + len(thoughts))
+        return SimulatedAnswer((), "tool_calls", usage, thoughts, calls, None, logprobs)
+    if refuse_marker and refuse_marker in user:
+        return SimulatedAnswer((), "stop", Usage(prompt_tokens, 12), thoughts, (), REFUSAL, None)
     source = question.messages[-1].text() if question.messages[-1].role == "tool" else user
     tokens = filler(source, count)
-    usage = Usage(prompt_tokens, count + len(reasoning))
+    usage = Usage(prompt_tokens, count + len(thoughts))
     finish = "length" if count < wanted else "stop"
-    return SimulatedAnswer(tokens, finish, usage, reasoning, (), None, logprobs)
+    return SimulatedAnswer(tokens, finish, usage, thoughts, (), None, logprobs)

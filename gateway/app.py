@@ -1,7 +1,8 @@
 """`create_app(settings)`: the FastAPI application. Its lifespan owns every long-lived resource.
 
-Start-up order: registry (open, seed on first start) -> one shared `httpx.AsyncClient` -> expert
-pool -> router (embedder loaded and warmed off the event loop) -> ready. Shutdown closes them in
+Start-up order: registry (open, seed on first start) and the affinity store beside it -> one
+shared `httpx.AsyncClient` -> expert pool -> router (embedder loaded and warmed off the event
+loop) -> ready. Shutdown closes them in
 reverse. Nothing is built at import time.
 """
 
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from experts.base import Expert
 from experts.errors import ExpertError
 from experts.factory import build_expert
+from gateway.affinity import Affinity, affinity_store
 from gateway.errors import GatewayError, HttpError, error_from_exception, http_error
 from gateway.limits import BodyLimitMiddleware
 from gateway.metrics import Metrics
@@ -71,6 +73,8 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
     registry = registry_from_url(settings.registry.resolved_url())
     log.info("registry: %s", redact_url(settings.registry.resolved_url()))
     await registry.open()
+    store = affinity_store(settings.registry.resolved_url(), settings.affinity.max_entries)
+    await store.open()
     try:
         await _seed(registry, settings)
         limits = httpx.Limits(
@@ -92,7 +96,10 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
                 breaker_cooldown_s=settings.upstream.breaker_cooldown_s,
             )
             the_router = router or build_router(settings.router)
-            service = ChatService(pool, the_router, metrics, failover=settings.upstream.failover)
+            affinity = Affinity(store, settings.affinity)
+            service = ChatService(
+                pool, the_router, metrics, affinity, failover=settings.upstream.failover
+            )
             state = GatewayState(
                 settings, registry, the_router, pool, service, metrics, http, started_at=time.time()
             )
@@ -110,6 +117,7 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
                 await pool.aclose()
                 local_models.close()
     finally:
+        await store.aclose()
         await registry.aclose()
 
 
@@ -161,9 +169,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
             for e in errors[:5]
         )
+        # 400, as OpenAI and vLLM answer invalid parameters (the official client raises
+        # BadRequestError for it; a 422 would surface as UnprocessableEntityError)
         return respond(
             http_error(
-                422, details, "invalid_request_error", "invalid_value", ".".join(loc) or None
+                400, details, "invalid_request_error", "invalid_value", ".".join(loc) or None
             )
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from experts.chat import AUTO_MODEL, ChatRequest, Message, Role, Sampling, Usage
 
@@ -74,12 +74,30 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int = Field(default=1, ge=1, le=1, description="Only n=1 is supported.")
+    n: int = Field(default=1, description="One answer per request: only n=1 is served.")
     stop: str | list[str] | None = None
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_answer(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(
+                f"n={value} is not served: the gateway answers each request with one choice "
+                "(send n requests, or let the gateway fuse several experts' answers)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
 
     def extra_fields(self) -> list[str]:
         """Names of the unknown fields the client sent (passed through as they are)."""
@@ -97,6 +115,8 @@ class ChatCompletionRequest(BaseModel):
             seed=self.seed,
             presence_penalty=self.presence_penalty,
             frequency_penalty=self.frequency_penalty,
+            logprobs=self.logprobs,
+            top_logprobs=self.top_logprobs,
         )
         extra = self.model_dump(
             exclude_unset=True, exclude_none=True, exclude=set(OWNED_FIELDS | SAMPLING_FIELDS)

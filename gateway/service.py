@@ -3,7 +3,9 @@
     answer = await service.answer(request)     # Answer (whole) or AnswerStream (first delta in)
 
 1. Plan: a pinned model (`model: "<expert>"`) or the router's ordered experts, minus those whose
-   circuit breaker is open, cut to 1 + `failover` candidates.
+   circuit breaker is open, cut to 1 + `failover` candidates. An affinity (`gateway/affinity.py`:
+   a tool result goes back to the expert that issued the call; optionally a conversation stays
+   on its first expert) puts that expert first while it is in rotation.
 2. Call: try the candidates in order. A failure *before the first byte* (connect error, 5xx,
    timeout, start-up failure) moves on to the next candidate; the upstream's rejection of the
    request itself (4xx) does not. A stream is opened by pulling its first delta, so that
@@ -28,6 +30,7 @@ import anyio.to_thread
 
 from experts.chat import ChatDelta, ChatRequest, ChatResult
 from experts.errors import ExpertError, UpstreamRejected
+from gateway.affinity import Affinity, tool_call_ids
 from gateway.errors import ModelNotFound, NoHealthyExpert, error_from_exception
 from gateway.metrics import Metrics
 from gateway.pool import ExpertPool
@@ -54,6 +57,8 @@ class AnswerMeta:
     """The router abstained and chose its fallback expert."""
     failover_from: str | None = None
     """The first-choice expert, when it failed before the first byte and another answered."""
+    affinity: str | None = None
+    """Why the answering expert was chosen before routing (`tool-call`, `conversation`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,8 @@ class _Plan:
     category: str
     decision: RouteDecision | None
     route_ms: float
+    affinity: str | None = None
+    """Why `candidates[0]` was put first, if an affinity did."""
 
     def meta(self, expert: str) -> AnswerMeta:
         first = self.candidates[0]
@@ -89,6 +96,7 @@ class _Plan:
             route_ms=self.route_ms,
             fallback=self.decision is not None and self.decision.fallback,
             failover_from=first if expert != first else None,
+            affinity=self.affinity if expert == first else None,
         )
 
 
@@ -102,7 +110,7 @@ class AnswerStream:
         first: ChatDelta,
         rest: AsyncIterator[ChatDelta],
         stack: contextlib.AsyncExitStack,
-        on_end: Callable[[BaseException | None], None],
+        on_end: Callable[[BaseException | None, list[str]], Awaitable[None]],
     ) -> None:
         self.meta = meta
         self._first: ChatDelta | None = first
@@ -110,6 +118,7 @@ class AnswerStream:
         self._stack = stack
         self._on_end = on_end
         self._ended = False
+        self._tool_call_ids: list[str] = []
 
     def __aiter__(self) -> AnswerStream:
         return self
@@ -117,17 +126,23 @@ class AnswerStream:
     async def __anext__(self) -> ChatDelta:
         if self._first is not None:
             delta, self._first = self._first, None
-            return delta
+            return self._seen(delta)
         if self._ended:
             raise StopAsyncIteration
         try:
-            return await anext(self._rest)
+            return self._seen(await anext(self._rest))
         except StopAsyncIteration:
             await self._end(None)
             raise
         except BaseException as exc:
             await self._end(exc)
             raise
+
+    def _seen(self, delta: ChatDelta) -> ChatDelta:
+        calls = delta.delta.get("tool_calls")
+        if isinstance(calls, list):
+            self._tool_call_ids += tool_call_ids([c for c in calls if isinstance(c, dict)])
+        return delta
 
     async def aclose(self) -> None:
         """Release the expert; before the end this cancels the upstream call (recorded 499)."""
@@ -140,7 +155,7 @@ class AnswerStream:
         try:
             await self._stack.aclose()
         finally:
-            self._on_end(error)
+            await self._on_end(error, self._tool_call_ids)
 
 
 class _ClosedEarly(Exception):
@@ -149,11 +164,18 @@ class _ClosedEarly(Exception):
 
 class ChatService:
     def __init__(
-        self, pool: ExpertPool, router: Router, metrics: Metrics, *, failover: int
+        self,
+        pool: ExpertPool,
+        router: Router,
+        metrics: Metrics,
+        affinity: Affinity,
+        *,
+        failover: int,
     ) -> None:
         self.pool = pool
         self.router = router
         self.metrics = metrics
+        self.affinity = affinity
         self.failover = failover
 
     async def answer(self, request: ChatRequest) -> Answer | AnswerStream:
@@ -194,7 +216,13 @@ class ChatService:
         decision = await self.decide(request.routing_query())
         if decision.fallback:
             self.metrics.fallbacks.labels("router_abstained").inc()
-        candidates = self.pool.available([e.name for e in decision.experts])
+        ranked = [e.name for e in decision.experts]
+        preferred = await self.affinity.preferred(request)
+        why = None
+        if preferred is not None and self.pool.available([preferred[0]]):
+            ranked = [preferred[0], *(name for name in ranked if name != preferred[0])]
+            why = preferred[1]
+        candidates = self.pool.available(ranked)
         if not candidates:
             raise NoHealthyExpert(
                 "no healthy expert can take this request"
@@ -206,6 +234,7 @@ class ChatService:
             decision.category or "none",
             decision,
             decision.latency_ms,
+            why,
         )
 
     async def _complete(self, request: ChatRequest, plan: _Plan) -> Answer:
@@ -216,6 +245,8 @@ class ChatService:
                 result = await expert.chat(request)
             self.pool.record(name, None)
             self._observe(name, plan, 200, started, stream=False)
+            if request.routed:
+                await self.affinity.record(request, name, tool_call_ids(result.tool_calls))
             return Answer(plan.meta(name), result)
 
         return await self._first_success(plan, attempt, stream=False)
@@ -234,8 +265,10 @@ class ChatService:
                 raise
             self.metrics.ttft.labels(name, plan.category).observe(time.perf_counter() - started)
 
-            def on_end(error: BaseException | None) -> None:
+            async def on_end(error: BaseException | None, tool_calls: list[str]) -> None:
                 self._stream_ended(name, plan, started, error)
+                if error is None and request.routed:
+                    await self.affinity.record(request, name, tool_calls)
 
             return AnswerStream(plan.meta(name), first, rest, stack, on_end)
 

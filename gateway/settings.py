@@ -28,6 +28,7 @@ from registry.spec import ExpertSpec
 from routers.config import RouterConfig
 
 __all__ = [
+    "AffinitySettings",
     "ConfigError",
     "LocalSettings",
     "RegistrySettings",
@@ -49,10 +50,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+MAX_BODY_BYTES = 32 * 1024 * 1024
+"""32 MiB: a 128k-token prompt (about 0.5 MB of text) with several base64 images of a few MB
+each fits (OpenAI takes images of up to 20 MB); a body is held in memory while it is parsed, so
+the limit stays finite."""
+
+
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Larger bodies get 413.")
+    max_body_bytes: int = Field(
+        default=MAX_BODY_BYTES, ge=1024, description="Larger request bodies get 413."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -90,6 +99,25 @@ class UpstreamSettings(_Strict):
     breaker_cooldown_s: float = Field(default=10.0, gt=0)
 
 
+class AffinitySettings(_Strict):
+    """Which requests go back to an expert that answered before (`gateway/affinity.py`)."""
+
+    tool_calls: bool = Field(
+        default=True,
+        description="A request carrying tool results goes to the expert that issued the calls.",
+    )
+    conversations: bool = Field(
+        default=False,
+        description="Later turns of a conversation stay on the expert of its first routed turn "
+        "(a conversation without the x-coe-conversation header is its user field and first "
+        "turns). Off: every turn is routed on its own last user message.",
+    )
+    ttl_s: float = Field(default=3600.0, gt=0, description="How long an affinity lasts.")
+    max_entries: int = Field(
+        default=100_000, ge=1, description="In-process store only: entries kept at most."
+    )
+
+
 class LocalSettings(_Strict):
     """In-process models (`kind: local` experts)."""
 
@@ -119,6 +147,7 @@ class Settings(BaseSettings):
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     router: RouterConfig = Field(default_factory=RouterConfig)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    affinity: AffinitySettings = Field(default_factory=AffinitySettings)
     experts: list[ExpertSpec] = Field(
         default_factory=list, description="Experts seeded into an empty registry on first start."
     )

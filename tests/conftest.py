@@ -14,6 +14,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from routers.config import EmbedderConfig
 from routers.embedder import Embedder
 from routers.factory import build_embedder
+from tests import redis_server
+
+redis_prefix = pytest.fixture(redis_server.redis_prefix)
 
 
 @pytest.fixture(scope="session")

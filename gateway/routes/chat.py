@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.deps import StateDep
@@ -34,6 +36,8 @@ def _headers(meta: AnswerMeta) -> dict[str, str]:
         headers["x-coe-fallback"] = "true"
     if meta.failover_from is not None:
         headers["x-coe-failover-from"] = meta.failover_from
+    if meta.affinity is not None:
+        headers["x-coe-affinity"] = meta.affinity
     return headers
 
 
@@ -53,11 +57,13 @@ def _response(answer: Answer) -> ChatCompletionResponse:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, state: StateDep
+    body: ChatCompletionRequest,
+    state: StateDep,
+    x_coe_conversation: Annotated[str | None, Header(max_length=256)] = None,
 ) -> JSONResponse | StreamingResponse:
     if body.extra_fields():
         log.debug("passing through non-standard fields: %s", ", ".join(body.extra_fields()))
-    request = body.to_domain()
+    request = replace(body.to_domain(), conversation=x_coe_conversation or None)
     answer = await state.service.answer(request)
     if isinstance(answer, Answer):
         return JSONResponse(_response(answer).model_dump(), headers=_headers(answer.meta))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 
 from experts.base import Expert
 from experts.chat import ChatDelta, ChatRequest, Sampling
-from experts.errors import ExpertCancelled, ExpertTimeout, ExpertUnavailable
+from experts.errors import ExpertCancelled, ExpertTimeout, ExpertUnavailable, UpstreamRejected
 from experts.local import LocalExpert
 from experts.local_models import LocalModelStore
 from experts.sampling import GenerationParams, LocalOptions, StopTrimmer
@@ -95,6 +96,22 @@ def test_bad_options_are_refused_when_the_expert_is_built() -> None:
             make_expert(LocalModelStore(), options=bad)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tools": [{"type": "function", "function": {"name": "f"}}]},
+        {"response_format": {"type": "json_object"}},
+    ],
+)
+async def test_what_a_local_model_cannot_honour_is_refused_before_any_work(
+    extra: dict[str, Any],
+) -> None:
+    expert = make_expert(LocalModelStore())  # never loads: the request is refused first
+    with pytest.raises(UpstreamRejected, match="cannot honour") as info:
+        await expert.chat(replace(ask("hi"), extra=extra))
+    assert info.value.status == 400 and info.value.before_first_byte
+
+
 async def test_a_missing_model_directory_is_unavailable(tmp_path: Path) -> None:
     expert = make_expert(LocalModelStore(), model=str(tmp_path / "nothing-here"))
     with pytest.raises(ExpertUnavailable) as info:
@@ -128,6 +145,20 @@ async def test_stream_yields_pieces_then_a_final_delta(store: LocalModelStore) -
     assert deltas[-1].usage is not None
     chat = await expert.chat(ask(CAPITAL, max_tokens=16))  # greedy: the same text
     assert "".join(d.content for d in deltas) == chat.content
+
+
+@pytest.mark.slow
+async def test_logprobs_of_every_token_with_alternatives(store: LocalModelStore) -> None:
+    expert = make_expert(store)
+    result = await expert.chat(ask(CAPITAL, max_tokens=6, logprobs=True, top_logprobs=3))
+    content = result.choice["logprobs"]["content"]
+    assert result.usage is not None and len(content) == result.usage.completion_tokens
+    assert "".join(t["token"] for t in content).startswith(result.text[:10])
+    for token in content:
+        assert token["logprob"] <= 0 and len(token["top_logprobs"]) == 3
+        assert token["top_logprobs"][0]["token"] == token["token"]  # greedy: the top token
+    deltas = await collect(expert, ask(CAPITAL, max_tokens=6, logprobs=True, top_logprobs=3))
+    assert deltas[-1].choice["logprobs"]["content"] == content
 
 
 @pytest.mark.slow

@@ -108,9 +108,9 @@ def test_removed_expert_stops_new_requests_while_inflight_finish(
 def test_patch_disables_and_validates(gateway: Gateway) -> None:
     url = f"{gateway.url}/admin/experts/math-expert"
     bad = httpx.patch(url, json={"max_concurrency": 0}, headers=gateway.admin_headers)
-    assert bad.status_code == 422 and "max_concurrency" in bad.json()["error"]["message"]
+    assert bad.status_code == 400 and "max_concurrency" in bad.json()["error"]["message"]
     unknown = httpx.patch(url, json={"colour": "red"}, headers=gateway.admin_headers)
-    assert unknown.status_code == 422 and "colour" in unknown.json()["error"]["message"]
+    assert unknown.status_code == 400 and "colour" in unknown.json()["error"]["message"]
     ok = httpx.patch(url, json={"enabled": False}, headers=gateway.admin_headers)
     assert ok.status_code == 200 and ok.json()["enabled"] is False
     assert "math-expert" not in [
@@ -123,8 +123,8 @@ def test_patch_disables_and_validates(gateway: Gateway) -> None:
     ("method", "path", "body", "status"),
     [
         ("POST", "/admin/experts", {"name": "generalist", "kind": "local"}, 409),
-        ("POST", "/admin/experts", {"name": "x", "kind": "openai"}, 422),
-        ("POST", "/admin/experts", {"name": "bad name!", "kind": "local"}, 422),
+        ("POST", "/admin/experts", {"name": "x", "kind": "openai"}, 400),
+        ("POST", "/admin/experts", {"name": "bad name!", "kind": "local"}, 400),
         ("DELETE", "/admin/experts/nobody", None, 404),
         ("GET", "/admin/experts/nobody", None, 404),
         ("PATCH", "/admin/experts/nobody", {"cost": 2}, 404),

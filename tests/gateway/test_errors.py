@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from experts.chat import ROUTING_QUERY_CHARS, ChatRequest, Message
 from routers.embedder import Embedder
 from tests.gateway.conftest import Gateway, Sim, expert, run_gateway, simulator, write_config
 
@@ -48,8 +49,8 @@ def test_malformed_json_is_400(gateway: Gateway) -> None:
         ({"messages": MESSAGES, "n": 3}, "n"),
     ],
 )
-def test_schema_errors_are_422_naming_the_field(gateway: Gateway, body: Any, param: str) -> None:
-    error = _error(httpx.post(f"{gateway.url}{CHAT}", json=body), 422)
+def test_schema_errors_are_400_naming_the_field(gateway: Gateway, body: Any, param: str) -> None:
+    error = _error(httpx.post(f"{gateway.url}{CHAT}", json=body), 400)
     assert error["param"] == param
     assert error["type"] == "invalid_request_error"
 
@@ -191,3 +192,9 @@ def test_client_disconnect_cancels_upstream(tmp_path: Path, embedder: Embedder) 
             time.sleep(0.05)
         assert slow.stats.streams_cancelled == 1
         assert slow.stats.streams_completed == 0
+
+
+def test_routing_reads_at_most_a_capped_user_message() -> None:
+    long = "integrate " * 1000
+    request = ChatRequest((Message("user", long),))
+    assert request.routing_query() == long[:ROUTING_QUERY_CHARS]

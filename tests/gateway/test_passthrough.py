@@ -207,3 +207,21 @@ def test_request_fields_reach_the_expert_unchanged(agent_gateway: Gateway, upstr
     for key, value in (body | extra).items():
         if key != "model":
             assert sent[key] == value, key
+
+
+def test_a_long_prompt_with_two_images_fits_the_default_body_limit(
+    agent_gateway: Gateway, upstream: Sim
+) -> None:
+    """About 128k tokens of text (~520 KB) and two 3 MB images (base64: 4 MB each)."""
+    image: dict[str, Any] = {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64," + "A" * (4 * 1024 * 1024)},
+    }
+    message = {
+        "role": "user",
+        "content": [{"type": "text", "text": "word " * 128_000}, image, image],
+    }
+    answer = agent_gateway.client().chat.completions.create(model="agent", messages=[message])  # type: ignore[list-item]
+    assert answer.choices[0].message.content
+    sent = upstream.stats.last_request_body
+    assert sent is not None and sent["messages"][0]["content"][1] == image

@@ -44,6 +44,32 @@ def test_route_accepts_chat_messages(gateway: Gateway) -> None:
     assert body["category"] == "math"  # the last user message decides
 
 
+def test_tool_results_and_a_long_system_prompt_do_not_decide(gateway: Gateway) -> None:
+    code_words = "Write a Python function that sorts a list. " * 200  # 8,800 characters
+    body = httpx.post(
+        f"{gateway.url}/v1/route",
+        json={
+            "messages": [
+                {"role": "system", "content": code_words},
+                {"role": "user", "content": "Compute 17 times 23."},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "run", "arguments": "{}"},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": code_words},
+            ]
+        },
+    ).json()
+    assert body["category"] == "math"  # the user's intent, not the tool output or system prompt
+
+
 def test_out_of_domain_query_falls_back(gateway: Gateway) -> None:
     body = httpx.post(f"{gateway.url}/v1/route", json={"query": "zxqv blorf wuggle"}).json()
     assert body["fallback"] is True

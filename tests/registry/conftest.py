@@ -8,22 +8,16 @@ unique to the test and deletes its keys afterwards.
 
 from __future__ import annotations
 
-import functools
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from registry import ExpertSpec, MemoryRegistry, MemoryStore, Registry, registry_from_url
+from tests.redis_server import REDIS_URL
 
-__all__ = ["REDIS_URL", "OpenRegistry", "make_spec", "redis_unreachable"]
-
-REDIS_HOST = "127.0.0.1"
-REDIS_PORT = 6379
-REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+__all__ = ["OpenRegistry", "make_spec"]
 
 OpenRegistry = Callable[[], Awaitable[Registry]]
 
@@ -37,37 +31,6 @@ def make_spec(name: str, **fields: Any) -> ExpertSpec:
         "categories": ["general"],
     }
     return ExpertSpec.model_validate({"name": name, **base, **fields})
-
-
-@functools.cache
-def redis_unreachable() -> str | None:
-    """The skip reason when no Redis answers at 127.0.0.1:6379, else None (asked once)."""
-    client = redis.Redis(
-        host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=1, socket_timeout=1
-    )
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        return f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {exc}"
-    finally:
-        client.close()
-    return None
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test's own; skips without Redis, deletes the keys afterwards."""
-    if reason := redis_unreachable():
-        pytest.skip(reason)
-    prefix = f"coe-test:{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=5)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture(

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from registry import RedisRegistry, RegistryError, redact_url, registry_from_url
-from tests.registry.conftest import REDIS_URL, make_spec
+from tests.redis_server import REDIS_URL
+from tests.registry.conftest import make_spec
 
 
 @pytest.mark.parametrize(
