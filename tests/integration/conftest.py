@@ -27,6 +27,9 @@ from tests.servers import free_port
 REPO = Path(__file__).resolve().parents[2]
 START_SCRIPT = REPO / "deploy" / "vllm" / "start.sh"
 SERVED_NAMES = ("smollm2", "smollm2-b")
+VLLM_ARGS = ("--enable-auto-tool-choice", "--tool-call-parser", "pythonic")
+"""vLLM answers a named `tool_choice` (forced with structured outputs) only when a tool-call
+parser is enabled; SmolLM2 has no tool format of its own, and pythonic needs no special tokens."""
 READY_TIMEOUT_S = 360.0
 STOP_TIMEOUT_S = 30.0
 
@@ -70,7 +73,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            ["bash", str(START_SCRIPT)],
+            ["bash", str(START_SCRIPT), *VLLM_ARGS],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
