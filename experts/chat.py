@@ -128,6 +128,20 @@ class ChatRequest:
     def routed(self) -> bool:
         return self.model == AUTO_MODEL
 
+    def structured(self) -> str | None:
+        """The field asking for more than text, if any: `tools` (unless `tool_choice` is
+        "none"), or a `response_format` other than text. Such a request is answered by one
+        expert that can honour it, never fused as text."""
+        if self.extra.get("tools") and self.extra.get("tool_choice") != "none":
+            return "tools"
+        response_format = self.extra.get("response_format")
+        if isinstance(response_format, Mapping) and response_format.get("type") not in (
+            None,
+            "text",
+        ):
+            return "response_format"
+        return None
+
     def routing_query(self) -> str:
         """The text the router classifies: the user's intent, i.e. the last user message (else
         the last message), its first `ROUTING_QUERY_CHARS` characters. Never a tool result or

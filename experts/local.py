@@ -157,7 +157,7 @@ class LocalExpert:
             raise ExpertUnavailable(exc.message, expert=self.name) from exc
 
     def _prepare(self, request: ChatRequest) -> tuple[GenerationParams, list[dict[str, str]]]:
-        unsupported = _unsupported(request)
+        unsupported = request.structured()
         if unsupported:
             raise UpstreamRejected(
                 f"expert {self.name!r} (an in-process model) cannot honour {unsupported!r}: "
@@ -213,17 +213,6 @@ class LocalExpert:
         usage = Usage(prompt_tokens=job.prompt_tokens, completion_tokens=job.completion_tokens)
         choice = {} if job.logprobs is None else {"logprobs": {"content": job.logprobs}}
         return ChatDelta(content=tail, finish_reason=reason, usage=usage, choice=choice)
-
-
-def _unsupported(request: ChatRequest) -> str | None:
-    """The first request field a local model would silently ignore, if any."""
-    extra = request.extra
-    if extra.get("tools") and extra.get("tool_choice") != "none":
-        return "tools"
-    response_format = extra.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
-        return "response_format"
-    return None
 
 
 def token_logprobs(

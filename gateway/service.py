@@ -41,6 +41,7 @@ __all__ = ["Answer", "AnswerMeta", "AnswerStream", "ChatService", "RoutePreview"
 log = logging.getLogger("coe.chat")
 
 PINNED = "pinned"
+NO_FUSION = "not configured"
 T = TypeVar("T")
 
 
@@ -59,6 +60,10 @@ class AnswerMeta:
     """The first-choice expert, when it failed before the first byte and another answered."""
     affinity: str | None = None
     """Why the answering expert was chosen before routing (`tool-call`, `conversation`)."""
+    fusion_reason: str = NO_FUSION
+    """Why one expert answered (`x-coe-fusion: none`): no fusion is configured yet, and a
+    request with `tools` or `response_format` is always answered by one expert (never by
+    fusing tool calls or structured output as text)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,8 @@ class _Plan:
     affinity: str | None = None
     """Why `candidates[0]` was put first, if an affinity did."""
 
+    single_reason: str = NO_FUSION
+
     def meta(self, expert: str) -> AnswerMeta:
         first = self.candidates[0]
         return AnswerMeta(
@@ -97,6 +104,7 @@ class _Plan:
             fallback=self.decision is not None and self.decision.fallback,
             failover_from=first if expert != first else None,
             affinity=self.affinity if expert == first else None,
+            fusion_reason=self.single_reason,
         )
 
 
@@ -180,7 +188,7 @@ class ChatService:
 
     async def answer(self, request: ChatRequest) -> Answer | AnswerStream:
         """Route `request`, call its experts with failover, and answer (module doc)."""
-        plan = await self._plan(request)
+        plan = replace(await self._plan(request), single_reason=request.structured() or NO_FUSION)
         request = replace(request, request_id=plan.request_id)
         if request.stream:
             return await self._open_stream(request, plan)

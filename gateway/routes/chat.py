@@ -38,6 +38,8 @@ def _headers(meta: AnswerMeta) -> dict[str, str]:
         headers["x-coe-failover-from"] = meta.failover_from
     if meta.affinity is not None:
         headers["x-coe-affinity"] = meta.affinity
+    headers["x-coe-fusion"] = "none"
+    headers["x-coe-fusion-reason"] = meta.fusion_reason
     return headers
 
 

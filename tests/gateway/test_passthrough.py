@@ -225,3 +225,22 @@ def test_a_long_prompt_with_two_images_fits_the_default_body_limit(
     assert answer.choices[0].message.content
     sent = upstream.stats.last_request_body
     assert sent is not None and sent["messages"][0]["content"][1] == image
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"tools": TOOLS}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tools": TOOLS, "tool_choice": "none"}, "not configured"),
+        ({}, "not configured"),
+    ],
+)
+def test_tool_and_structured_requests_are_answered_by_one_expert(
+    agent_gateway: Gateway, extra: dict[str, Any], reason: str
+) -> None:
+    raw = agent_gateway.client().chat.completions.with_raw_response.create(
+        model="agent", messages=ASK, **extra
+    )
+    assert raw.headers["x-coe-fusion"] == "none"
+    assert raw.headers["x-coe-fusion-reason"] == reason
