@@ -19,6 +19,7 @@ __all__ = [
     "ChatDelta",
     "ChatRequest",
     "ChatResult",
+    "FusionRequest",
     "Message",
     "Role",
     "Sampling",
@@ -109,6 +110,16 @@ class Sampling:
 
 
 @dataclass(frozen=True, slots=True)
+class FusionRequest:
+    """The client's fusion options (the `coe` extension object); None: the gateway's config."""
+
+    strategy: str | None = None
+    k: int | None = None
+    experts: tuple[str, ...] = ()
+    deadline_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One chat request, validated. `model` is `auto` (route) or an expert's name (pinned);
     `extra` holds every other field the client sent, to be passed through unchanged."""
@@ -123,6 +134,7 @@ class ChatRequest:
     request_id: str = ""
     conversation: str | None = None
     """The client's name for the conversation (header `x-coe-conversation`), if it gave one."""
+    fusion: FusionRequest = FusionRequest()
 
     @property
     def routed(self) -> bool:

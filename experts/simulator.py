@@ -78,6 +78,12 @@ class SimulatorConfig(BaseModel):
     refuse_marker: str | None = Field(
         default=None, description="Refuse (OpenAI's `refusal`) a user message containing this."
     )
+    fixed_answer: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Answer this text (word by word) instead of filler, e.g. to make several "
+        "simulators agree or disagree in fusion tests.",
+    )
 
 
 @dataclass
@@ -118,6 +124,7 @@ class Simulation:
             completion_tokens=config.completion_tokens,
             reasoning=config.reasoning,
             refuse_marker=config.refuse_marker,
+            fixed_answer=config.fixed_answer,
         )
 
     def latency_s(self, answer: SimulatedAnswer) -> float:

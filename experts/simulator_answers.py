@@ -13,6 +13,7 @@ Rules (deterministic, so tests can predict them):
   first, or the one `tool_choice` names; arguments `{"query": <last user text>}`; finish reason
   `tool_calls`; the arguments stream in fragments of 8 characters;
 * a last user message containing `refuse_marker` is refused (`refusal`, no content);
+* `fixed_answer`, when set, is the answer's text (cut at the token limit);
 * `reasoning` adds `reasoning_content` (vLLM's reasoning field) before the answer;
 * otherwise the answer is filler words drawn from the last user (or tool) message.
 """
@@ -149,12 +150,19 @@ def _token_logprob(token: str, top: int) -> dict[str, Any]:
     return {**entry(token, -0.25), "top_logprobs": alternatives[:top]}
 
 
+def _words(text: str) -> tuple[str, ...]:
+    """`text` as tokens: its words, each after the first with its leading space."""
+    words = text.split(" ")
+    return tuple(w if i == 0 else " " + w for i, w in enumerate(words))
+
+
 def compose(
     question: SimulatedQuestion,
     *,
     completion_tokens: int,
     reasoning: bool = False,
     refuse_marker: str | None = None,
+    fixed_answer: str | None = None,
 ) -> SimulatedAnswer:
     """The simulator's answer to `question`, `completion_tokens` long (rules in the module
     docstring)."""
@@ -176,7 +184,7 @@ def compose(
     if refuse_marker and refuse_marker in user:
         return SimulatedAnswer((), "stop", Usage(prompt_tokens, 12), thoughts, (), REFUSAL, None)
     source = question.messages[-1].text() if question.messages[-1].role == "tool" else user
-    tokens = filler(source, count)
-    usage = Usage(prompt_tokens, count + len(thoughts))
-    finish = "length" if count < wanted else "stop"
+    tokens = _words(fixed_answer)[:count] if fixed_answer else filler(source, count)
+    usage = Usage(prompt_tokens, len(tokens) + len(thoughts))
+    finish = "length" if count < wanted and len(tokens) == count else "stop"
     return SimulatedAnswer(tokens, finish, usage, thoughts, (), None, logprobs)

@@ -98,7 +98,12 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
             the_router = router or build_router(settings.router)
             affinity = Affinity(store, settings.affinity)
             service = ChatService(
-                pool, the_router, metrics, affinity, failover=settings.upstream.failover
+                pool,
+                the_router,
+                metrics,
+                affinity,
+                failover=settings.upstream.failover,
+                fusion=settings.fusion,
             )
             state = GatewayState(
                 settings, registry, the_router, pool, service, metrics, http, started_at=time.time()

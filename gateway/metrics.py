@@ -62,6 +62,31 @@ class Metrics:
             registry=r,
         )
         self.experts = Gauge("coe_experts", "Enabled experts in the registry.", registry=r)
+        self.fused = Counter(
+            "coe_fused_requests",
+            "Requests answered by fusion, by strategy.",
+            ["strategy"],
+            registry=r,
+        )
+        self.fusion_candidates = Counter(
+            "coe_fusion_calls",
+            "Expert calls made for fused requests (candidates, judges, aggregators).",
+            ["strategy"],
+            registry=r,
+        )
+        self.fusion_dropped = Counter(
+            "coe_fusion_dropped",
+            "Candidates dropped from a fused request (failed or missed the deadline).",
+            ["strategy"],
+            registry=r,
+        )
+        self.fusion_added = Histogram(
+            "coe_fusion_added_seconds",
+            "Latency a fused request added over its fastest candidate.",
+            ["strategy"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

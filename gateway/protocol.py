@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from experts.chat import AUTO_MODEL, ChatRequest, Message, Role, Sampling, Usage
+from experts.chat import AUTO_MODEL, ChatRequest, FusionRequest, Message, Role, Sampling, Usage
+from gateway.fusion.base import FusionKind
 
 __all__ = [
     "AUTO_MODEL",
@@ -30,14 +31,16 @@ __all__ = [
     "ResponseMessage",
     "RouteCategory",
     "RouteExpert",
+    "RouteFusion",
     "RouteRequest",
     "RouteResponse",
     "StreamOptions",
     "UsageInfo",
 ]
 
-OWNED_FIELDS = frozenset({"model", "messages", "stream", "n"})
-"""Request fields the gateway consumes itself (`n` is 1: one answer per request)."""
+OWNED_FIELDS = frozenset({"model", "messages", "stream", "n", "coe"})
+"""Request fields the gateway consumes itself (`n` is 1: one answer per request; `coe` is the
+gateway's extension object)."""
 SAMPLING_FIELDS = frozenset(Sampling.__dataclass_fields__)
 """Request fields the domain request types (`experts.chat.Sampling`)."""
 
@@ -61,6 +64,29 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class CoeOptions(BaseModel):
+    """The gateway's extension object, `"coe": {...}` (the openai client's `extra_body`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fusion: FusionKind | None = Field(
+        default=None, description="Fusion strategy for this request (`none` turns it off)."
+    )
+    k: int | None = Field(default=None, ge=1, le=16, description="Candidates to fuse.")
+    experts: list[str] | None = Field(
+        default=None, min_length=1, max_length=16, description="The candidate experts."
+    )
+    deadline_s: float | None = Field(default=None, gt=0, le=600)
+
+    def to_domain(self) -> FusionRequest:
+        return FusionRequest(
+            strategy=None if self.fusion is None else self.fusion.value,
+            k=self.k,
+            experts=tuple(dict.fromkeys(self.experts or ())),
+            deadline_s=self.deadline_s,
+        )
+
+
 class ChatCompletionRequest(BaseModel):
     """`POST /v1/chat/completions`. Validated bounds mirror OpenAI's."""
 
@@ -82,6 +108,7 @@ class ChatCompletionRequest(BaseModel):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
+    coe: CoeOptions | None = None
 
     @field_validator("n")
     @classmethod
@@ -128,6 +155,7 @@ class ChatCompletionRequest(BaseModel):
             stream=self.stream,
             include_usage=bool(self.stream_options and self.stream_options.include_usage),
             extra=extra,
+            fusion=self.coe.to_domain() if self.coe else FusionRequest(),
         )
 
 
@@ -246,6 +274,15 @@ class RouteExpert(BaseModel):
     score: float
 
 
+class RouteFusion(BaseModel):
+    """How a chat request for this query would be answered: by fusion, or by one expert."""
+
+    strategy: str
+    k: int
+    experts: list[str]
+    reason: str
+
+
 class RouteResponse(BaseModel):
     """The routing decision, without calling any expert."""
 
@@ -258,6 +295,7 @@ class RouteResponse(BaseModel):
     router: str
     route_ms: float
     top_similarity: float | None = None
+    fusion: RouteFusion
 
 
 class ErrorBody(BaseModel):

@@ -19,24 +19,30 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import anyio.to_thread
 
-from experts.chat import ChatDelta, ChatRequest, ChatResult
+from experts.chat import ChatDelta, ChatRequest, Message
 from experts.errors import ExpertError, UpstreamRejected
 from gateway.affinity import Affinity, tool_call_ids
+from gateway.answers import Answer, AnswerMeta, AnswerStream
 from gateway.errors import ModelNotFound, NoHealthyExpert, error_from_exception
+from gateway.fusion.base import FusionPlan
+from gateway.fusion.plan import fusion_plan
+from gateway.fusion.runner import run_fusion
 from gateway.metrics import Metrics
 from gateway.pool import ExpertPool
-from routers.base import RouteDecision, Router
+from gateway.settings import FusionSettings
+from routers.base import ExpertTable, RouteDecision, Router
 
-__all__ = ["Answer", "AnswerMeta", "AnswerStream", "ChatService", "RoutePreview"]
+__all__ = ["ChatService", "RoutePreview"]
 
 log = logging.getLogger("coe.chat")
 
@@ -46,40 +52,14 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class AnswerMeta:
-    """How a request was answered: the response headers' content."""
-
-    request_id: str
-    expert: str
-    category: str
-    """The router's top category, `pinned` for a pinned model, `none` without categories."""
-    route_ms: float
-    fallback: bool = False
-    """The router abstained and chose its fallback expert."""
-    failover_from: str | None = None
-    """The first-choice expert, when it failed before the first byte and another answered."""
-    affinity: str | None = None
-    """Why the answering expert was chosen before routing (`tool-call`, `conversation`)."""
-    fusion_reason: str = NO_FUSION
-    """Why one expert answered (`x-coe-fusion: none`): no fusion is configured yet, and a
-    request with `tools` or `response_format` is always answered by one expert (never by
-    fusing tool calls or structured output as text)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A whole answer."""
-
-    meta: AnswerMeta
-    result: ChatResult
-
-
-@dataclass(frozen=True, slots=True)
 class RoutePreview:
-    """A routing decision and the experts a chat request would call now (`/v1/route`)."""
+    """A routing decision, the experts a chat request would call now, and its fusion plan
+    (None: one expert; `fusion_reason` says why) (`/v1/route`)."""
 
     decision: RouteDecision
     selected: tuple[str, ...]
+    fusion: FusionPlan | None = None
+    fusion_reason: str = NO_FUSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +69,11 @@ class _Plan:
     category: str
     decision: RouteDecision | None
     route_ms: float
+    ranked: tuple[str, ...]
+    """Every expert in rotation, best first (the candidates of a fusion)."""
+    table: ExpertTable
     affinity: str | None = None
     """Why `candidates[0]` was put first, if an affinity did."""
-
     single_reason: str = NO_FUSION
 
     def meta(self, expert: str) -> AnswerMeta:
@@ -108,68 +90,6 @@ class _Plan:
         )
 
 
-class AnswerStream:
-    """A streamed answer whose first delta has arrived. Iterate it for every delta (the first
-    included); `aclose()` when done (idempotent). It records its own outcome (module doc)."""
-
-    def __init__(
-        self,
-        meta: AnswerMeta,
-        first: ChatDelta,
-        rest: AsyncIterator[ChatDelta],
-        stack: contextlib.AsyncExitStack,
-        on_end: Callable[[BaseException | None, list[str]], Awaitable[None]],
-    ) -> None:
-        self.meta = meta
-        self._first: ChatDelta | None = first
-        self._rest = rest
-        self._stack = stack
-        self._on_end = on_end
-        self._ended = False
-        self._tool_call_ids: list[str] = []
-
-    def __aiter__(self) -> AnswerStream:
-        return self
-
-    async def __anext__(self) -> ChatDelta:
-        if self._first is not None:
-            delta, self._first = self._first, None
-            return self._seen(delta)
-        if self._ended:
-            raise StopAsyncIteration
-        try:
-            return self._seen(await anext(self._rest))
-        except StopAsyncIteration:
-            await self._end(None)
-            raise
-        except BaseException as exc:
-            await self._end(exc)
-            raise
-
-    def _seen(self, delta: ChatDelta) -> ChatDelta:
-        calls = delta.delta.get("tool_calls")
-        if isinstance(calls, list):
-            self._tool_call_ids += tool_call_ids([c for c in calls if isinstance(c, dict)])
-        return delta
-
-    async def aclose(self) -> None:
-        """Release the expert; before the end this cancels the upstream call (recorded 499)."""
-        await self._end(_ClosedEarly())
-
-    async def _end(self, error: BaseException | None) -> None:
-        if self._ended:
-            return
-        self._ended = True
-        try:
-            await self._stack.aclose()
-        finally:
-            await self._on_end(error, self._tool_call_ids)
-
-
-class _ClosedEarly(Exception):
-    """The caller closed the stream before its end (client disconnect)."""
-
-
 class ChatService:
     def __init__(
         self,
@@ -179,20 +99,54 @@ class ChatService:
         affinity: Affinity,
         *,
         failover: int,
+        fusion: FusionSettings | None = None,
     ) -> None:
         self.pool = pool
         self.router = router
         self.metrics = metrics
         self.affinity = affinity
         self.failover = failover
+        self.fusion = fusion or FusionSettings()
 
-    async def answer(self, request: ChatRequest) -> Answer | AnswerStream:
-        """Route `request`, call its experts with failover, and answer (module doc)."""
-        plan = replace(await self._plan(request), single_reason=request.structured() or NO_FUSION)
+    async def answer(
+        self,
+        request: ChatRequest,
+        *,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Answer | AnswerStream:
+        """Route `request`, call its expert(s) with failover or fusion, and answer (module
+        doc). `disconnected` tells whether the client went away (a fusion stops waiting)."""
+        plan = await self._plan(request)
         request = replace(request, request_id=plan.request_id)
+        fusion = fusion_plan(request, plan.decision, plan.ranked, plan.table, self.fusion)
+        if fusion.plan is not None:
+            return await run_fusion(
+                request,
+                fusion.plan,
+                plan.meta(plan.candidates[0]),
+                pool=self.pool,
+                embedder=self.router.embedder,
+                metrics=self.metrics,
+                observe=functools.partial(self._called, plan),
+                disconnected=disconnected,
+            )
+        plan = replace(plan, single_reason=fusion.reason)
         if request.stream:
             return await self._open_stream(request, plan)
         return await self._complete(request, plan)
+
+    async def preview(self, query: str) -> RoutePreview:
+        """The decision for `query`, the healthy experts it would call and the fusion plan,
+        calling nobody."""
+        decision = await self.decide(query)
+        ranked = self.pool.available([e.name for e in decision.experts])
+        request = ChatRequest((Message("user", query),))
+        fusion = fusion_plan(request, decision, ranked, self.pool.table, self.fusion)
+        if fusion.plan is not None:
+            return RoutePreview(decision, fusion.plan.experts, fusion.plan, fusion.reason)
+        return RoutePreview(
+            decision, tuple(ranked[: max(1, decision.selected)]), None, fusion.reason
+        )
 
     async def decide(self, query: str) -> RouteDecision:
         """Run the router off the event loop on the current registry table."""
@@ -200,12 +154,6 @@ class ChatService:
         decision = await anyio.to_thread.run_sync(self.router.route, query, table)
         self.metrics.route_latency.labels(self.router.name).observe(decision.latency_ms / 1000)
         return decision
-
-    async def preview(self, query: str) -> RoutePreview:
-        """The decision for `query` and the healthy experts it would call, calling nobody."""
-        decision = await self.decide(query)
-        healthy = self.pool.available([e.name for e in decision.experts])
-        return RoutePreview(decision, tuple(healthy[: max(1, decision.selected)]))
 
     async def _plan(self, request: ChatRequest) -> _Plan:
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -220,7 +168,10 @@ class ChatService:
             candidates = self.pool.available([request.model])
             if not candidates:
                 raise NoHealthyExpert(f"expert {request.model!r} is out of rotation after failures")
-            return _Plan(request_id, tuple(candidates), PINNED, None, 0.0)
+            pinned = tuple(candidates)
+            return _Plan(
+                request_id, pinned, PINNED, None, 0.0, ranked=pinned, table=self.pool.table
+            )
         decision = await self.decide(request.routing_query())
         if decision.fallback:
             self.metrics.fallbacks.labels("router_abstained").inc()
@@ -242,6 +193,8 @@ class ChatService:
             decision.category or "none",
             decision,
             decision.latency_ms,
+            tuple(candidates),
+            self.pool.table,
             why,
         )
 
@@ -301,6 +254,12 @@ class ChatService:
                 last = self._failed(name, plan, exc, started, stream=stream)
         assert last is not None
         raise last
+
+    def _called(self, plan: _Plan, name: str, error: ExpertError | None, started: float) -> None:
+        """One call of a fusion: the breaker and the metrics see it like any other."""
+        self.pool.record(name, error)
+        status = 200 if error is None else _status_of(error)
+        self._observe(name, plan, status, started, stream=False)
 
     def _stream_ended(
         self, name: str, plan: _Plan, started: float, error: BaseException | None

@@ -24,12 +24,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from gateway.fusion.base import FusionKind
 from registry.spec import ExpertSpec
 from routers.config import RouterConfig
 
 __all__ = [
     "AffinitySettings",
     "ConfigError",
+    "FusionSettings",
     "LocalSettings",
     "RegistrySettings",
     "ServerSettings",
@@ -118,6 +120,41 @@ class AffinitySettings(_Strict):
     )
 
 
+class FusionSettings(_Strict):
+    """Output-level fusion (`gateway/fusion/`): off unless a default or a category turns it on."""
+
+    default: FusionKind = Field(
+        default=FusionKind.NONE, description="Strategy for every routed request."
+    )
+    categories: dict[str, FusionKind] = Field(
+        default_factory=dict, description="Strategy per router category, over the default."
+    )
+    k: int = Field(default=3, ge=2, le=16, description="Candidates fused (at most).")
+    adaptive_mass: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Adaptive fan-out: > 0 calls experts of the likeliest categories until "
+        "their probability reaches this mass (one expert when the router is sure); 0: always k.",
+    )
+    deadline_s: float = Field(
+        default=30.0, gt=0, le=600, description="Candidates that have not answered are dropped."
+    )
+    judge: str | None = Field(default=None, description="The expert that judges (`judge`).")
+    aggregator: str | None = Field(
+        default=None, description="The expert that synthesises (`aggregate`)."
+    )
+    cascade_first: int = Field(
+        default=2, ge=1, le=8, description="`cascade`: how many of the cheapest are asked first."
+    )
+    cascade_confidence: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description="`cascade`: a router this sure of its category asks the cheapest alone.",
+    )
+
+
 class LocalSettings(_Strict):
     """In-process models (`kind: local` experts)."""
 
@@ -148,6 +185,7 @@ class Settings(BaseSettings):
     router: RouterConfig = Field(default_factory=RouterConfig)
     local: LocalSettings = Field(default_factory=LocalSettings)
     affinity: AffinitySettings = Field(default_factory=AffinitySettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
     experts: list[ExpertSpec] = Field(
         default_factory=list, description="Experts seeded into an empty registry on first start."
     )

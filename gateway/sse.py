@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 from pydantic import BaseModel
 
 from experts.chat import ChatDelta, Usage
+from gateway.answers import AnswerStream
 from gateway.errors import HttpError, error_from_exception
 from gateway.protocol import ChatCompletionChunk, ChunkChoice, DeltaMessage, UsageInfo
-from gateway.service import AnswerStream
 
 __all__ = ["DONE", "MEDIA_TYPE", "chat_events", "error_event", "event"]
 

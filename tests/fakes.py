@@ -3,6 +3,7 @@
     FakeEmbedder      bag of words over a fixed vocabulary (exact, hand-checkable vectors)
     HashingEmbedder   words hashed into buckets: any text, no model; counts its work
     ask(...)          a one-message `ChatRequest` with sampling fields
+    FakeCalls         canned expert answers for fusion strategies
 
 Routing quality is tested with the real MiniLM (tests/routers); everything else that needs an
 embedder uses one of these, so it runs in microseconds and never depends on a model's taste.
@@ -12,15 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from experts.chat import ChatRequest, Message, Sampling
+from experts.chat import ChatDelta, ChatRequest, ChatResult, Message, Sampling, Usage
+from experts.errors import ExpertError
+from gateway.fusion.base import Candidate
 from routers.embedder import Vectors
 
-__all__ = ["FakeEmbedder", "HashingEmbedder", "ask"]
+__all__ = ["FakeCalls", "FakeEmbedder", "HashingEmbedder", "ask"]
 
 _WORD = re.compile(r"\w+")
 
@@ -92,3 +95,46 @@ def ask(content: str, *, stop: str | Sequence[str] = (), **sampling: Any) -> Cha
     return ChatRequest(
         messages=(Message("user", content),), sampling=Sampling(stop=stops, **sampling)
     )
+
+
+class FakeCalls:
+    """`gateway.fusion.base.Calls` over canned answers: expert -> text, or an ExpertError to
+    raise. Records who was called, in order; embeds with a `HashingEmbedder`."""
+
+    def __init__(self, answers: Mapping[str, str | ExpertError]) -> None:
+        self.answers = dict(answers)
+        self.called: list[str] = []
+        self.requests: list[ChatRequest] = []
+        self._embedder = HashingEmbedder(dim=256)
+
+    def _answer(self, expert: str, request: ChatRequest) -> ChatResult:
+        self.called.append(expert)
+        self.requests.append(request)
+        answer = self.answers[expert]
+        if isinstance(answer, ExpertError):
+            raise answer
+        return ChatResult(content=answer, model=expert, usage=Usage(1, 1))
+
+    async def gather(self, experts: Sequence[str], request: ChatRequest) -> list[Candidate]:
+        answered: list[Candidate] = []
+        failure: ExpertError | None = None
+        for expert in experts:
+            try:
+                answered.append(Candidate(expert, self._answer(expert, request), 0.0))
+            except ExpertError as exc:
+                failure = exc
+        if not answered:
+            raise failure or ExpertError("no candidate")
+        return answered
+
+    async def call(self, expert: str, request: ChatRequest) -> ChatResult:
+        return self._answer(expert, request)
+
+    async def stream(self, expert: str, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        result = self._answer(expert, request)
+        for word in result.text.split(" "):
+            yield ChatDelta(content=word)
+        yield ChatDelta(finish_reason="stop", usage=result.usage)
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        return self._embedder.embed(texts)

@@ -7,10 +7,12 @@ import time
 from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Header
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from gateway.answers import Answer, AnswerMeta
 from gateway.deps import StateDep
+from gateway.fusion.calls import ClientGone
 from gateway.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -18,7 +20,6 @@ from gateway.protocol import (
     ResponseMessage,
     UsageInfo,
 )
-from gateway.service import Answer, AnswerMeta
 from gateway.sse import MEDIA_TYPE, chat_events
 
 router = APIRouter(tags=["chat"])
@@ -38,7 +39,8 @@ def _headers(meta: AnswerMeta) -> dict[str, str]:
         headers["x-coe-failover-from"] = meta.failover_from
     if meta.affinity is not None:
         headers["x-coe-affinity"] = meta.affinity
-    headers["x-coe-fusion"] = "none"
+    headers["x-coe-experts"] = ",".join(meta.used)
+    headers["x-coe-fusion"] = meta.fusion
     headers["x-coe-fusion-reason"] = meta.fusion_reason
     return headers
 
@@ -61,12 +63,16 @@ def _response(answer: Answer) -> ChatCompletionResponse:
 async def chat_completions(
     body: ChatCompletionRequest,
     state: StateDep,
+    http: Request,
     x_coe_conversation: Annotated[str | None, Header(max_length=256)] = None,
-) -> JSONResponse | StreamingResponse:
+) -> Response:
     if body.extra_fields():
         log.debug("passing through non-standard fields: %s", ", ".join(body.extra_fields()))
     request = replace(body.to_domain(), conversation=x_coe_conversation or None)
-    answer = await state.service.answer(request)
+    try:
+        answer = await state.service.answer(request, disconnected=http.is_disconnected)
+    except ClientGone:
+        return Response(status_code=499)  # nobody is listening; every expert call was cancelled
     if isinstance(answer, Answer):
         return JSONResponse(_response(answer).model_dump(), headers=_headers(answer.meta))
     return StreamingResponse(

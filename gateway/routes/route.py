@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from gateway.deps import StateDep
 from gateway.errors import InvalidRequest
-from gateway.protocol import RouteCategory, RouteExpert, RouteRequest, RouteResponse
+from gateway.protocol import RouteCategory, RouteExpert, RouteFusion, RouteRequest, RouteResponse
 
 router = APIRouter(tags=["routing"])
 
@@ -18,6 +18,13 @@ async def route(body: RouteRequest, state: StateDep) -> RouteResponse:
         raise InvalidRequest("give a non-empty 'query' or 'messages'", param="query")
     preview = await state.service.preview(query)
     decision = preview.decision
+    plan = preview.fusion
+    fusion = RouteFusion(
+        strategy=plan.strategy.value if plan else "none",
+        k=len(plan.experts) if plan else 1,
+        experts=list(plan.experts if plan else preview.selected[:1]),
+        reason=preview.fusion_reason,
+    )
     return RouteResponse(
         category=decision.category,
         categories=[RouteCategory(name=n, probability=p) for n, p in decision.categories],
@@ -28,4 +35,5 @@ async def route(body: RouteRequest, state: StateDep) -> RouteResponse:
         router=decision.router,
         route_ms=round(decision.latency_ms, 3),
         top_similarity=decision.top_similarity,
+        fusion=fusion,
     )
