@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from registry.spec import ExpertSpec
+from routers.embedder import Embedder
 
 __all__ = ["ExpertTable", "RouteDecision", "Router", "ScoredExpert"]
 
@@ -83,6 +84,10 @@ class Router(Protocol):
     @property
     def name(self) -> str:
         """A short id for logs, metrics and `RouteDecision.router` (e.g. 'centroid')."""
+
+    @property
+    def embedder(self) -> Embedder:
+        """What the router embeds queries with (fusion compares answers with it too)."""
 
     def route(self, query: str, table: ExpertTable) -> RouteDecision: ...
 

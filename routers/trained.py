@@ -72,6 +72,10 @@ class TrainedRouter:
         return f"trained:{self._model.manifest.tag}"
 
     @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    @property
     def model(self) -> TrainedModel:
         self._maybe_reload()
         return self._model

@@ -89,7 +89,7 @@ class PoolCalls:
         try:
             async with (
                 self.pool.lease(expert) as leased,
-                contextlib.aclosing(leased.stream(replace(request, stream=True))) as deltas,
+                contextlib.aclosing(leased.stream(_counted(request))) as deltas,
             ):
                 async for delta in deltas:
                     if delta.usage is not None:
@@ -137,3 +137,10 @@ class PoolCalls:
             self.usage.prompt_tokens + usage.prompt_tokens,
             self.usage.completion_tokens + usage.completion_tokens,
         )
+
+
+def _counted(request: ChatRequest) -> ChatRequest:
+    """The streamed request with usage asked for, whatever the client asked: its tokens count
+    towards the fused answer's usage."""
+    extra = {**request.extra, "stream_options": {"include_usage": True}}
+    return replace(request, stream=True, include_usage=True, extra=extra)

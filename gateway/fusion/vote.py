@@ -1,9 +1,10 @@
 """`vote`: the weighted majority of the candidates' normalised final answers.
 
-Each candidate's final answer (`answers.final_answer`: a letter, a number, a short answer) gets
+Each candidate's final answer (`routers.final_answer`: a letter, a number, a short answer) gets
 the router's weight of its expert; the answer with the largest total wins, ties going to the
 best-ranked expert, and the best-ranked expert holding it answers (its text, whole). Candidates
 without a recognisable final answer do not vote; when none has one, the best-ranked answers.
+The rule is `routers.fusion_rule.tally`, the one `coe eval --fusion vote` applies offline.
 """
 
 from __future__ import annotations
@@ -11,26 +12,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from experts.chat import ChatRequest
-from gateway.fusion.answers import final_answer
 from gateway.fusion.base import Calls, Candidate, Fused, FusionKind, FusionPlan, Strategy
+from routers.final_answer import final_answer
+from routers.fusion_rule import tally
 
-__all__ = ["Vote", "tally"]
+__all__ = ["Vote", "vote"]
 
 
-def tally(plan: FusionPlan, candidates: Sequence[Candidate]) -> tuple[Candidate, int]:
+def vote(plan: FusionPlan, candidates: Sequence[Candidate]) -> tuple[Candidate, int]:
     """(the winning candidate, how many candidates agree with it)."""
     ranked = sorted(candidates, key=lambda c: plan.rank(c.expert))
-    answers = {c.expert: final_answer(c.result.text) for c in ranked}
-    totals: dict[str, float] = {}
-    for candidate in ranked:
-        answer = answers[candidate.expert]
-        if answer is not None:
-            totals[answer] = totals.get(answer, 0.0) + max(plan.weight(candidate.expert), 1e-9)
-    if not totals:
-        return ranked[0], 1
-    first_holder = {a: next(c for c in ranked if answers[c.expert] == a) for a in totals}
-    best = max(totals, key=lambda a: (totals[a], -plan.rank(first_holder[a].expert)))
-    return first_holder[best], sum(1 for a in answers.values() if a == best)
+    answers = [final_answer(c.result.text) for c in ranked]
+    winner, agreeing = tally(answers, [plan.weight(c.expert) for c in ranked])
+    return ranked[winner], agreeing
 
 
 class Vote(Strategy):
@@ -40,7 +34,7 @@ class Vote(Strategy):
         candidates = await calls.gather(plan.experts, request)
         if len(candidates) == 1:
             return self.alone(candidates[0])
-        winner, agreeing = tally(plan, candidates)
+        winner, agreeing = vote(plan, candidates)
         used = tuple(c.expert for c in candidates)
         reason = f"{agreeing} of {len(candidates)} candidates agree"
         notes = {"agreeing": float(agreeing)}

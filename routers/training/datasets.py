@@ -11,7 +11,12 @@ File formats::
     outcomes JSONL   {"text": "...", "scores": {"a": 1, "b": 0}, "costs": {"a": 0.2, "b": 3.0},
                       "label": "math", "id": "q1", "split": "train"}
                                                       costs, label, id and split optional
-    outcomes CSV     text[,id][,label],<expert>...,[<expert>|cost...]
+    outcomes CSV     text[,id][,label],<expert>...,[<expert>|cost...][,<expert>|answer...]
+    outcomes folder  questions.jsonl + outcomes.csv joined on `id` (`routers.training.folders`)
+
+JSONL rows may also carry `"answers": {"a": "B", "b": "C"}`: each expert's final answer (a
+letter, a number, a short text), which `coe eval --fusion` votes on. In CSV the answer columns
+are `<expert>|answer` (or `<expert>|pred`, MMLU-Pro's name).
 
 A score is any number where higher is better (0/1 correctness, a judge grade scaled to 0-1); an
 empty cell or a missing key is NaN ("no outcome"). `split` ("train" / "test") is the split that
@@ -23,8 +28,8 @@ read by `bench.shared_data`, which also exports them to these formats. The files
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +39,7 @@ __all__ = ["DatasetError", "LabelledQueries", "RoutingOutcomes", "train_dev_spli
 
 Floats = npt.NDArray[np.float64]
 Indices = npt.NDArray[np.int64]
+Strings = npt.NDArray[np.str_]
 
 
 class DatasetError(ValueError):
@@ -109,9 +115,13 @@ class RoutingOutcomes:
     split: tuple[str, ...] | None = None
     name: str = ""
     cost_unit: str = ""
+    answers: Strings | None = None
+    costs_given: bool = True
 
     def __post_init__(self) -> None:
         n, m = len(self.texts), len(self.experts)
+        if self.answers is not None and self.answers.shape != (n, m):
+            raise DatasetError(f"{self.name}: answers has shape {self.answers.shape}, not {(n, m)}")
         if len(self.ids) != n:
             raise DatasetError(f"{self.name}: {len(self.ids)} ids for {n} texts")
         if len(set(self.experts)) != m:
@@ -141,6 +151,8 @@ class RoutingOutcomes:
             split=None if self.split is None else tuple(self.split[i] for i in pick),
             name=self.name,
             cost_unit=self.cost_unit,
+            answers=None if self.answers is None else self.answers[picked],
+            costs_given=self.costs_given,
         )
 
     def select_experts(self, experts: Sequence[str]) -> RoutingOutcomes:
@@ -159,6 +171,19 @@ class RoutingOutcomes:
             self.split,
             self.name,
             self.cost_unit,
+            None if self.answers is None else self.answers[:, cols],
+            self.costs_given,
+        )
+
+    def with_expert_costs(self, costs: Mapping[str, float], unit: str = "") -> RoutingOutcomes:
+        """The experts that have a cost in `costs`, each costing that on every query."""
+        kept = self.select_experts([e for e in self.experts if e in costs])
+        per_expert = np.array([float(costs[e]) for e in kept.experts], dtype=np.float64)
+        return replace(
+            kept,
+            costs=np.broadcast_to(per_expert, kept.costs.shape).copy(),
+            costs_given=True,
+            cost_unit=unit or kept.cost_unit,
         )
 
     def filled_scores(self, missing: float = 0.0) -> Floats:

@@ -1,23 +1,28 @@
 """Load training data from the files users bring (formats: `routers.training.datasets`).
 
     load_labelled(path)   labelled-queries JSONL
-    load_outcomes(path)   routing-outcomes JSONL or CSV
+    load_outcomes(path)   routing-outcomes JSONL or CSV, or a folder (`routers.training.folders`)
 
 Errors are `DatasetError`, naming the file and line.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from routers.training.datasets import DatasetError, LabelledQueries, RoutingOutcomes
+from routers.training.folders import is_outcome_folder, load_outcome_folder
+from routers.training.readers import (
+    COST_SUFFIX,
+    json_lines,
+    parse_number,
+    read_outcome_table,
+)
 
 __all__ = [
     "COST_SUFFIX",
@@ -27,27 +32,6 @@ __all__ = [
     "load_outcomes_csv",
     "load_outcomes_jsonl",
 ]
-
-COST_SUFFIX = "|cost"
-"""CSV column suffix for an expert's per-query cost (`gpt-4|cost`)."""
-
-
-def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise DatasetError(f"{path}: {exc.strerror or exc}") from exc
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{number}: expected a JSON object")
-            yield number, row
 
 
 def _text(row: Mapping[str, Any], field: str, where: str) -> str:
@@ -64,7 +48,7 @@ def load_labelled_jsonl(
     texts: list[str] = []
     labels: list[str] = []
     ids: list[str] = []
-    for number, row in _json_lines(path):
+    for number, row in json_lines(path):
         where = f"{path}:{number}"
         texts.append(_text(row, text_field, where))
         label = row.get(label_field)
@@ -77,25 +61,12 @@ def load_labelled_jsonl(
     return LabelledQueries(tuple(texts), tuple(labels), tuple(ids), path.stem)
 
 
-def _number(value: Any, where: str, what: str) -> float:
-    if value is None or value == "":
-        return math.nan
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise DatasetError(f"{where}: {what} {value!r} is not a number") from None
-    if math.isinf(number):
-        raise DatasetError(f"{where}: {what} is infinite")
-    return number
-
-
 def load_outcomes_jsonl(path: Path, *, default_cost: float = 1.0) -> RoutingOutcomes:
     """Routing outcomes from JSONL (`{"text", "scores": {...}, "costs"?: {...}, "label"?}`)."""
     rows: list[tuple[str, str, dict[str, float], dict[str, float], str | None, str | None]] = []
+    answers: list[dict[str, str]] = []
     experts: dict[str, None] = {}
-    for number, row in _json_lines(path):
+    for number, row in json_lines(path):
         where = f"{path}:{number}"
         text = _text(row, "text", where)
         raw_scores, raw_costs = row.get("scores"), row.get("costs", {})
@@ -103,11 +74,12 @@ def load_outcomes_jsonl(path: Path, *, default_cost: float = 1.0) -> RoutingOutc
             raise DatasetError(f"{where}: 'scores' must be a non-empty object")
         if not isinstance(raw_costs, dict):
             raise DatasetError(f"{where}: 'costs' must be an object")
-        scores = {str(k): _number(v, where, f"score of {k!r}") for k, v in raw_scores.items()}
-        costs = {str(k): _number(v, where, f"cost of {k!r}") for k, v in raw_costs.items()}
+        scores = {str(k): parse_number(v, where, f"score of {k!r}") for k, v in raw_scores.items()}
+        costs = {str(k): parse_number(v, where, f"cost of {k!r}") for k, v in raw_costs.items()}
         if any(math.isnan(c) or c < 0 for c in costs.values()):
             raise DatasetError(f"{where}: costs must be numbers >= 0")
         experts.update(dict.fromkeys(scores))
+        answers.append(_answers(row.get("answers", {}), where))
         label, split = row.get("label"), row.get("split")
         if split is not None and split not in ("train", "test"):
             raise DatasetError(f'{where}: \'split\' must be "train" or "test", not {split!r}')
@@ -137,7 +109,19 @@ def load_outcomes_jsonl(path: Path, *, default_cost: float = 1.0) -> RoutingOutc
         labels=_labels_or_none([r[4] for r in rows], path),
         split=_labels_or_none([r[5] for r in rows], path, "split"),
         name=path.stem,
+        answers=np.array([[a.get(e, "") for e in names] for a in answers], dtype=np.str_)
+        if any(answers)
+        else None,
+        costs_given=any(r[3] for r in rows),
     )
+
+
+def _answers(raw: Any, where: str) -> dict[str, str]:
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, str | int | float) or v is None for v in raw.values()
+    ):
+        raise DatasetError(f"{where}: 'answers' must map experts to strings")
+    return {str(k): "" if v is None else str(v) for k, v in raw.items()}
 
 
 def _labels_or_none(
@@ -153,61 +137,29 @@ def _labels_or_none(
 
 def load_outcomes_csv(path: Path, *, default_cost: float = 1.0) -> RoutingOutcomes:
     """Routing outcomes from CSV: `text`, optional `id` / `label`, one column per expert, and
-    optional `<expert>|cost` columns."""
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise DatasetError(f"{path}: {exc.strerror or exc}") from exc
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header or "text" not in header:
+    optional `<expert>|cost` and `<expert>|answer` columns (other `<expert>|...` are ignored)."""
+    table = read_outcome_table(path, reserved=("text", "id", "label"), default_cost=default_cost)
+    for where, row in table.rows:
+        if "text" not in row:
             raise DatasetError(f"{path}:1: the header needs a 'text' column")
-        reserved = {"text", "id", "label"}
-        experts = tuple(c for c in header if c not in reserved and not c.endswith(COST_SUFFIX))
-        if not experts:
-            raise DatasetError(f"{path}:1: no expert score columns")
-        unknown = [
-            c for c in header if c.endswith(COST_SUFFIX) and c[: -len(COST_SUFFIX)] not in experts
-        ]
-        if unknown:
-            raise DatasetError(f"{path}:1: cost columns for unknown experts: {unknown}")
-        col = {name: i for i, name in enumerate(header)}
-        texts, ids, labels, scores, costs = [], [], [], [], []
-        for number, row in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            where = f"{path}:{number}"
-            if len(row) != len(header):
-                raise DatasetError(f"{where}: {len(row)} cells, the header has {len(header)}")
-            texts.append(_text({"text": row[col["text"]]}, "text", where))
-            ids.append(row[col["id"]] if "id" in col else str(number))
-            labels.append(row[col["label"]] if "label" in col else None)
-            scores.append([_number(row[col[e]], where, f"score of {e!r}") for e in experts])
-            cost_row = []
-            for e in experts:
-                cell = row[col[e + COST_SUFFIX]] if e + COST_SUFFIX in col else ""
-                value = default_cost if cell == "" else _number(cell, where, f"cost of {e!r}")
-                if value < 0:
-                    raise DatasetError(f"{where}: cost of {e!r} is negative")
-                cost_row.append(value)
-            costs.append(cost_row)
-    if not texts:
-        raise DatasetError(f"{path}: no rows")
+        _text(row, "text", where)
     return RoutingOutcomes(
-        texts=tuple(texts),
-        ids=tuple(ids),
-        experts=experts,
-        scores=np.array(scores, dtype=np.float64),
-        costs=np.array(costs, dtype=np.float64),
-        labels=_labels_or_none(labels, path),
+        texts=tuple(row["text"] for _, row in table.rows),
+        ids=tuple(row.get("id") or where.rsplit(":", 1)[1] for where, row in table.rows),
+        experts=table.experts,
+        scores=table.scores,
+        costs=table.costs,
+        labels=_labels_or_none([row.get("label") for _, row in table.rows], path),
         name=path.stem,
+        answers=table.answers,
+        costs_given=table.costs_given,
     )
 
 
 FOLDER_HINT = (
-    "a folder of the shared evaluation data converts with "
-    "`python -m bench.shared_data FOLDER --out FILE.jsonl`"
+    "a folder of routing outcomes holds questions.jsonl and outcomes.csv; the other folders "
+    "of the shared evaluation data convert with `python -m bench.shared_data FOLDER --out "
+    "FILE.jsonl`"
 )
 
 
@@ -225,7 +177,9 @@ def load_labelled(path: Path) -> LabelledQueries:
 
 
 def load_outcomes(path: Path) -> RoutingOutcomes:
-    """Routing outcomes from a JSONL or CSV file."""
+    """Routing outcomes from a JSONL or CSV file, or a folder (`routers.training.folders`)."""
+    if is_outcome_folder(path):
+        return load_outcome_folder(path)
     _not_a_folder(path)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):

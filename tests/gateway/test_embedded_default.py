@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from gateway.app import create_app
@@ -65,3 +66,34 @@ def test_default_routes_math_to_the_tutor_and_streams(default_gateway: str) -> N
         events = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
     assert len(events) > 4  # role chunk, several tokens, finish, [DONE]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("strategy", ["vote", "aggregate"])
+def test_default_fuses_its_two_experts(default_gateway: str, strategy: str, stream: bool) -> None:
+    client = openai.OpenAI(base_url=f"{default_gateway}/v1", api_key="unused", max_retries=0)
+    kwargs: dict[str, Any] = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": "What is 12 + 7?"}],
+        "max_tokens": 24,
+        "temperature": 0,
+        "extra_body": {"coe": {"fusion": strategy, "experts": ["smollm2", "smollm2-tutor"]}},
+        "timeout": 300,
+    }
+    if stream:
+        with client.chat.completions.with_streaming_response.create(
+            stream=True, **kwargs
+        ) as response:
+            headers = response.headers
+            chunks = list(response.parse())
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        raw = client.chat.completions.with_raw_response.create(**kwargs)
+        headers = raw.headers
+        text = raw.parse().choices[0].message.content or ""
+    assert headers["x-coe-fusion"] == strategy
+    used = headers["x-coe-experts"].split(",")
+    assert used[:2] == ["smollm2", "smollm2-tutor"] or used[:2] == ["smollm2-tutor", "smollm2"]
+    if strategy == "aggregate":
+        assert used[-1] == "smollm2"  # the configured aggregator
+    assert re.search(r"[A-Za-z0-9]", text), text

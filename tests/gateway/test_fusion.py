@@ -8,6 +8,7 @@ agree or disagree on purpose.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,12 +159,20 @@ def test_aggregate_synthesises_and_streams_the_aggregator(
         with httpx.stream(
             "POST",
             f"{gw.url}{CHAT}",
-            json={"messages": [{"role": "user", "content": MATH}], "stream": True, "coe": options},
+            json={
+                "messages": [{"role": "user", "content": MATH}],
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "coe": options,
+            },
         ) as response:
             events = [line for line in response.iter_lines() if line.startswith("data: ")]
         pieces = [e for e in events if '"content":"' in e and '"content":""' not in e]
         assert len(pieces) == 5  # the aggregator's tokens, streamed one by one
         assert events[-1] == "data: [DONE]"
+        usage = json.loads(events[-2].removeprefix("data: "))["usage"]
+        # both candidates' tokens and the aggregator's: more than the whole answer's candidates
+        assert usage["completion_tokens"] == whole.json()["usage"]["completion_tokens"] > 5
 
 
 def test_consensus_picks_the_answer_closest_to_the_others(

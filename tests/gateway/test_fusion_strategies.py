@@ -6,8 +6,8 @@ import pytest
 
 from experts.errors import UpstreamError
 from gateway.fusion import STRATEGIES
-from gateway.fusion.answers import final_answer
 from gateway.fusion.base import FusionKind, FusionPlan
+from routers.final_answer import final_answer
 from tests.fakes import FakeCalls, ask
 
 
