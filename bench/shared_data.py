@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from routers.training.datasets import DatasetError, LabelledQueries, RoutingOutcomes
+from routers.training.folders import load_outcome_folder
 
 __all__ = [
     "MMLU_PRO_ACTIVE_PARAMS_B",
@@ -143,19 +144,9 @@ def _outcomes(
 
 
 def _mmlu_pro(folder: Path) -> RoutingOutcomes:
-    questions = _questions(folder)
-    header, table = _csv(folder / "outcomes.csv")
-    experts = [c for c in header if c in MMLU_PRO_ACTIVE_PARAMS_B]
-    return _outcomes(
-        folder,
-        questions,
-        lambda q: _with_options(q["question"], q["options"]),
-        lambda q: str(q["category"]),
-        experts,
-        lambda r, e: _cell(r[e]),
-        lambda r, e: MMLU_PRO_ACTIVE_PARAMS_B[e],
-        table=table,
-        cost_unit="B active params",
+    """The folder as `coe train` reads it (answers from `|pred`), costed in active parameters."""
+    return load_outcome_folder(folder).with_expert_costs(
+        MMLU_PRO_ACTIVE_PARAMS_B, "B active params"
     )
 
 
@@ -321,6 +312,10 @@ def _outcome_records(data: RoutingOutcomes) -> Iterator[dict[str, Any]]:
             "scores": {e: (None if math.isnan(s) else s) for e, s in scores.items()},
             "costs": {e: float(c) for e, c in zip(data.experts, data.costs[i], strict=True)},
         }
+        if data.answers is not None:
+            record["answers"] = {
+                e: str(a) for e, a in zip(data.experts, data.answers[i], strict=True) if a
+            }
         if data.labels is not None:
             record["label"] = data.labels[i]
         if data.split is not None and data.split[i] in ("train", "test"):

@@ -1,13 +1,16 @@
 """`coe train` and `coe eval`: fit a router on your data, measure it, save it as an artifact.
 
     coe train --data D --router KIND --out ARTIFACT [--max-cost X | --min-quality Q]
-    coe eval --artifact A --data D [--json]
+              [--fusion adaptive] [--experts A,B,..] [--costs COSTS.csv]
+    coe eval --artifact A --data D [--fusion none|vote|cascade|adaptive [--k N]]
+             [--experts A,B,..] [--costs COSTS.csv] [--json]
     coe eval --baselines --data D [--json] [--out-dir DIR]
 
-`--data` is a labelled-queries JSONL (`text`, `label`) or a routing-outcomes JSONL/CSV (`text`, a
-score per expert, optional cost per expert). Embeddings are cached on disk, so re-runs skip the
-embedding step. The work is done by `routers.training` (imported only when a command runs, so
-`coe serve` never loads it); this module parses, calls and prints.
+`--data` is a labelled-queries JSONL (`text`, `label`), a routing-outcomes JSONL/CSV (`text`, a
+score per expert, optional cost and answer per expert), or a folder of routing outcomes
+(questions.jsonl + outcomes.csv, as MMLU-Pro's logs). Embeddings are cached on disk, so re-runs
+skip the embedding step. The work is done by `routers.training` (imported only when a command
+runs, so `coe serve` never loads it); this module parses, calls and prints.
 """
 
 from __future__ import annotations
@@ -27,8 +30,46 @@ __all__ = ["register"]
 
 DataOpt = Annotated[
     Path,
-    typer.Option("--data", "-d", help="JSONL or CSV file.", exists=True),
+    typer.Option("--data", "-d", help="JSONL or CSV file, or outcomes folder.", exists=True),
 ]
+ExpertsOpt = Annotated[
+    str | None,
+    typer.Option(help="Comma-separated experts: restrict the pool to those deployed."),
+]
+CostsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="CSV of per-expert costs (columns expert,cost); experts without one are left out.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+
+
+def _pool(dataset: Any, experts: str | None, costs: Path | None, *, restrict: bool = True) -> Any:
+    """The outcomes with per-expert `costs` and (when `restrict`) only `experts`."""
+    from routers.training.datasets import DatasetError
+    from routers.training.folders import load_expert_costs
+
+    try:
+        if costs is not None:
+            dataset = dataset.with_expert_costs(load_expert_costs(costs))
+        if restrict and experts is not None:
+            dataset = dataset.select_experts(_names(experts))
+    except DatasetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return dataset
+
+
+def _names(experts: str) -> list[str]:
+    names = [name.strip() for name in experts.split(",") if name.strip()]
+    if not names:
+        typer.echo("error: --experts names no expert", err=True)
+        raise typer.Exit(2)
+    return names
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")]
 
 
@@ -45,7 +86,7 @@ def _load(path: Path, *, outcomes: bool) -> Any:
         )
         raise typer.Exit(2)
     try:
-        if outcomes or path.suffix == ".csv" or (path.is_file() and not _has_label(path)):
+        if outcomes or path.is_dir() or path.suffix == ".csv" or not _has_label(path):
             return load_outcomes(path)
         return load_labelled(path)
     except DatasetError as exc:
@@ -140,6 +181,12 @@ def train_command(
     ] = None,
     cost_weight: Annotated[float | None, typer.Option(help="Fixed quality-cost trade-off.")] = None,
     top_k_mass: Annotated[float, typer.Option(help="Adaptive top-k: cumulative p.")] = 0.0,
+    fusion: Annotated[
+        str,
+        typer.Option(help="adaptive: choose a fan-out rule within --max-cost and record it."),
+    ] = "none",
+    experts: ExpertsOpt = None,
+    costs: CostsOpt = None,
     seed: int = 0,
     dev_fraction: float = 0.2,
     predefined_split: Annotated[bool, typer.Option(help="Use the data's own split.")] = False,
@@ -172,7 +219,15 @@ def train_command(
             err=True,
         )
         raise typer.Exit(2)
+    if fusion not in ("none", "adaptive"):
+        typer.echo(f"error: --fusion must be none or adaptive, not {fusion!r}", err=True)
+        raise typer.Exit(2)
     dataset = _load(data, outcomes=kind.needs_outcomes)
+    if kind.needs_outcomes:
+        dataset = _pool(dataset, experts, costs)
+    elif experts is not None or costs is not None:
+        typer.echo("error: --experts and --costs apply to expert scorers", err=True)
+        raise typer.Exit(2)
     options = TrainOptions(
         split=SplitSpec(dev_fraction=dev_fraction, seed=seed, predefined=predefined_split),
         max_cost=max_cost,
@@ -180,6 +235,7 @@ def train_command(
         cost_weight=cost_weight,
         top_k_mass=top_k_mass,
         missing_as_failure=missing_as_failure,
+        fusion_adaptive=fusion == "adaptive",
     )
     try:
         result = train(
@@ -204,11 +260,19 @@ def eval_command(
     artifact: Annotated[Path | None, typer.Option(help="Artifact to evaluate.")] = None,
     baselines: Annotated[bool, typer.Option(help="Evaluate the baselines instead.")] = False,
     out_dir: Annotated[Path | None, typer.Option(help="Write metrics JSON + PNG here.")] = None,
+    fusion: Annotated[
+        str | None,
+        typer.Option(help="none | vote | cascade | adaptive: evaluate that fusion policy."),
+    ] = None,
+    k: Annotated[int, typer.Option(help="Candidates of a fixed vote or cascade.", min=1)] = 3,
+    experts: ExpertsOpt = None,
+    costs: CostsOpt = None,
     seed: int = 0,
     dev_fraction: float = 0.2,
     as_json: JsonOpt = False,
 ) -> None:
-    """Metrics of an artifact (its dev rows when it was trained on this data), or baselines."""
+    """Metrics of an artifact (its dev rows when it was trained on this data), or baselines;
+    with --fusion, the accuracy, mean cost and mean experts called of a fusion policy."""
     from routers.artifact import ArtifactError, ArtifactFamily, read_manifest
     from routers.training import SplitSpec, evaluate, evaluate_baselines
     from routers.training.embed_cache import EmbeddingCache
@@ -222,9 +286,24 @@ def eval_command(
             metrics = evaluate_baselines(_load(data, outcomes=True), split)
         else:
             assert artifact is not None
+            if fusion not in (None, "none", "vote", "cascade", "adaptive"):
+                typer.echo(
+                    f"error: --fusion must be none, vote, cascade or adaptive, not {fusion!r}",
+                    err=True,
+                )
+                raise typer.Exit(2)
             scorer = read_manifest(artifact).family is ArtifactFamily.SCORER
+            dataset = _load(data, outcomes=scorer)
+            if scorer:
+                dataset = _pool(dataset, experts, costs, restrict=False)
             metrics = evaluate(
-                artifact, _load(data, outcomes=scorer), _embedder(), cache=EmbeddingCache()
+                artifact,
+                dataset,
+                _embedder(),
+                cache=EmbeddingCache(),
+                fusion=fusion,
+                k=k,
+                experts=None if experts is None else _names(experts),
             )
     except (ArtifactError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

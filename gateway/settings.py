@@ -130,6 +130,11 @@ class FusionSettings(_Strict):
         default_factory=dict, description="Strategy per router category, over the default."
     )
     k: int = Field(default=3, ge=2, le=16, description="Candidates fused (at most).")
+    router_rule: bool = Field(
+        default=True,
+        description="Apply the fan-out rule a trained router artifact records (`coe train "
+        "--fusion adaptive`) where no category setting applies.",
+    )
     adaptive_mass: float = Field(
         default=0.0,
         ge=0.0,

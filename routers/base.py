@@ -55,6 +55,8 @@ class RouteDecision:
     list. `selected` is how many of them the router wants called together (top-k for fusion;
     1 for plain routing). `fallback` is True when the router abstained (confidence below the
     threshold, or no expert serves the category) and `experts[0]` is the configured fallback.
+    `fusion` is the strategy a trained fan-out rule prescribes for the `selected` experts
+    (`routers.fusion_rule.FusionRule`), None when the router has no such rule.
     """
 
     experts: tuple[ScoredExpert, ...]
@@ -66,6 +68,7 @@ class RouteDecision:
     router: str = ""
     top_similarity: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    fusion: str | None = None
 
     @property
     def category(self) -> str | None:

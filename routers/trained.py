@@ -139,6 +139,7 @@ class TrainedRouter:
             router=self.name,
             top_similarity=decision.top_similarity,
             extra=decision.extra,
+            fusion=decision.fusion,
         )
 
     def _route_scored(
@@ -181,4 +182,9 @@ class TrainedRouter:
             reason = f"low predicted quality {best.score:.3f} < {model.selection.min_quality}"
             return RouteDecision((fallback_expert, *rest), categories, True, reason), 1
         reason = f"argmax quality - {model.selection.cost_weight:g} x cost"
-        return RouteDecision(ranked, categories, False, reason), selected
+        if model.fusion is None:
+            return RouteDecision(ranked, categories, False, reason), selected
+        rule = model.fusion
+        reason += f"; fan-out rule: {rule.strategy.value} over up to {rule.max_k}"
+        decision = RouteDecision(ranked, categories, False, reason, fusion=rule.strategy.value)
+        return decision, min(selected, rule.max_k)

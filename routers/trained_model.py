@@ -9,8 +9,10 @@ Two families (`ArtifactFamily`), told apart by the manifest:
 
 The artifact's arrays are prefixed by part: `clf_` (classifier), `scr_` (scorer), `coe_` (CoE
 table), plus `expert_costs`; `manifest.params` records each part's kind and scalars and the
-`selection` (operating point). `save_model` and `load_model` are each other's inverse, numpy
-only: serving a trained router needs no training code.
+`selection` (operating point), and `fusion` when the artifact was trained with an adaptive
+fan-out rule (`coe train --fusion adaptive`: `routers.fusion_rule.FusionRule`). `save_model`
+and `load_model` are each other's inverse, numpy only: serving a trained router needs no
+training code.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy.typing as npt
 from routers.artifact import ArtifactError, ArtifactFamily, Manifest, load_artifact, save_artifact
 from routers.classifiers import CLASSIFIERS, Classifier, ClassifierKind, Queries
 from routers.coe_map import CoeMap
+from routers.fusion_rule import FusionRule
 from routers.scorers import SCORERS, Scorer, ScorerKind
 from routers.selection import choose
 
@@ -69,6 +72,8 @@ class TrainedModel:
     coe: CoeMap | None = None
     expert_costs: Floats | None = None
     selection: Selection = Selection()
+    fusion: FusionRule | None = None
+    """The trained fan-out rule: how many of the ranked experts to fuse (scorer artifacts)."""
 
     @property
     def family(self) -> ArtifactFamily:
@@ -118,6 +123,8 @@ def save_model(directory: Path, model: TrainedModel) -> Manifest:
     if model.expert_costs is not None:
         arrays["expert_costs"] = np.asarray(model.expert_costs, dtype=np.float64)
     params["selection"] = model.selection.to_json()
+    if model.fusion is not None:
+        params["fusion"] = model.fusion.to_json()
     return save_artifact(directory, replace(model.manifest, params=params), arrays)
 
 
@@ -146,9 +153,10 @@ def load_model(directory: Path) -> TrainedModel:
             )
         costs = arrays.get("expert_costs")
         selection = Selection.from_json(params.get("selection", {}))
+        fusion = FusionRule.from_json(params["fusion"]) if "fusion" in params else None
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{directory}: inconsistent artifact ({exc!r})") from exc
-    model = TrainedModel(manifest, classifier, scorer, coe, costs, selection)
+    model = TrainedModel(manifest, classifier, scorer, coe, costs, selection, fusion)
     if model.family is ArtifactFamily.CLASSIFIER and classifier is None:
         raise ArtifactError(f"{directory}: kind {manifest.tag!r} without a classifier")
     if model.family is ArtifactFamily.SCORER and (

@@ -1,13 +1,15 @@
 """Whether and how to fuse one request: `fusion_plan` turns the request, the routing decision and
 the configuration into a `FusionPlan`, or into the reason one expert answers.
 
-Precedence: the request's `coe` options > `fusion.categories[<top category>]` >
+Precedence: the request's `coe` options > `fusion.categories[<top category>]` > the trained
+fan-out rule of the router's artifact (`coe train --fusion adaptive`; `fusion.router_rule`) >
 `fusion.default`. One expert answers (no plan) when the strategy is `none`, when the request
 asks for tools or a structured `response_format` (never fused as text), when it pins a model
 without naming candidates, or when fewer than two candidates are left (k = 1: the router is
 sure, or only one is in rotation).
 
-k: the request's (or as many as the candidates it names), else with `fusion.adaptive_mass` > 0
+k: the request's (or as many as the candidates it names), else the trained rule's (the router's
+`selected`: 1 when it is sure), else with `fusion.adaptive_mass` > 0
 the experts of the likeliest categories until their probability reaches that mass (the
 router's own adaptive top-k counts too), else `fusion.k`.
 """
@@ -52,14 +54,17 @@ def fusion_plan(
     if structured is not None:
         return Decision(None, structured)
     category = decision.category if decision is not None else None
-    configured = settings.categories.get(category or "", settings.default)
+    rule = decision.fusion if decision is not None and settings.router_rule else None
+    configured = settings.categories.get(
+        category or "", FusionKind(rule) if rule else settings.default
+    )
     strategy = FusionKind(asked.strategy) if asked.strategy else configured
     if strategy is FusionKind.NONE:
         return Decision(None, "not configured")
     experts = _candidates(asked.experts, available, table)
     if not request.routed and not asked.experts:
         return Decision(None, "pinned model")
-    k = asked.k or (len(asked.experts) if asked.experts else _k(decision, settings))
+    k = asked.k or (len(asked.experts) if asked.experts else _k(decision, settings, rule))
     chosen = tuple(experts[:k])
     if len(chosen) < 2:
         return Decision(None, "router sure (k=1)" if k < 2 else "one candidate in rotation")
@@ -96,7 +101,9 @@ def _candidates(asked: Sequence[str], available: Sequence[str], table: ExpertTab
     return list(asked)
 
 
-def _k(decision: RouteDecision | None, settings: FusionSettings) -> int:
+def _k(decision: RouteDecision | None, settings: FusionSettings, rule: str | None) -> int:
+    if rule is not None and decision is not None:
+        return decision.selected  # the trained rule's k (its cap applied by the router)
     if settings.adaptive_mass <= 0 or decision is None:
         return settings.k
     adaptive = decision.selected

@@ -196,8 +196,13 @@ class RoutingOutcomes:
         return np.flatnonzero(~np.isnan(self.scores).any(axis=1)).astype(np.int64)
 
     def mean_costs(self) -> Floats:
-        """Average cost of each expert over the queries."""
-        return np.asarray(self.costs.mean(axis=0), dtype=np.float64)
+        """Average cost of each expert over the queries (exactly its cost where constant)."""
+        if not len(self.costs):
+            return np.zeros(len(self.experts))
+        constant = (self.costs == self.costs[0]).all(axis=0)
+        return np.asarray(
+            np.where(constant, self.costs[0], self.costs.mean(axis=0)), dtype=np.float64
+        )
 
     def labelled(self) -> LabelledQueries:
         if self.labels is None:

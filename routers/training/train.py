@@ -35,8 +35,9 @@ from routers.training.datasets import LabelledQueries, RoutingOutcomes
 from routers.training.embed_cache import EmbeddingCache
 from routers.training.fit_classifiers import ClassifierHyper, HybridHyper
 from routers.training.fit_coe import fit_coe_map
+from routers.training.fusion_eval import apply_policy, as_rule, logged_from, search_adaptive
 from routers.training.kinds import Hyper, TrainKind, is_classifier_hyper, is_scorer_hyper
-from routers.training.operating import constrained_point
+from routers.training.operating import constrained_point, cost_weight_grid
 from routers.training.report import classification_metrics, outcome_metrics
 from routers.training.splits import Rows, SplitSpec, scorable, split_rows
 
@@ -57,6 +58,10 @@ class TrainOptions:
     cost_weight: float | None = None
     top_k_mass: float = 0.0
     """Adaptive top-k mass stored in the artifact (0: one expert per query)."""
+    fusion_adaptive: bool = False
+    """Choose an adaptive fan-out rule (how many ranked experts to fuse per query, by the
+    router's confidence) on the val rows within `max_cost`, and record it in the artifact
+    (`routers.training.fusion_eval.search_adaptive`). Needs each expert's logged answers."""
     missing_as_failure: bool = False
     """Count a missing outcome as a failure (score 0) when fitting and scoring, instead of
     leaving it out: for sparse outcome logs in which few queries have every expert's outcome."""
@@ -191,6 +196,36 @@ def _fit_expert_quality(
     return TrainedModel(manifest, scorer=scorer)
 
 
+def _fusion_rule(
+    model: TrainedModel,
+    data: RoutingOutcomes,
+    queries: Queries,
+    val: npt.NDArray[np.int64],
+    dev: npt.NDArray[np.int64],
+    options: TrainOptions,
+) -> tuple[TrainedModel, dict[str, Any]]:
+    """The adaptive fan-out rule chosen on the val rows within `max_cost`, and what it gives
+    on the val and dev rows."""
+    if options.max_cost is None:
+        raise ValueError("--fusion adaptive chooses its rule within a budget: give --max-cost X")
+    val_logged = logged_from(model, data.subset(val), queries.rows(val))
+    assert model.expert_costs is not None
+    policy, on_val = search_adaptive(
+        val_logged,
+        max_cost=options.max_cost,
+        cost_weights=cost_weight_grid(model.expert_costs, 40).tolist(),
+    )
+    selection, rule = as_rule(policy)
+    model = replace(model, selection=selection, fusion=rule)
+    on_dev = apply_policy(logged_from(model, data.subset(dev), queries.rows(dev)), policy)
+    return model, {
+        "rule": policy.describe(),
+        "max_cost": options.max_cost,
+        "val": on_val.to_json(),
+        "dev": on_dev.to_json(),
+    }
+
+
 def _train_scorer(
     kind: TrainKind,
     hyper: Hyper,
@@ -219,11 +254,17 @@ def _train_scorer(
         options,
     )
     model = replace(model, selection=Selection(cost_weight=weight, top_k_mass=options.top_k_mass))
-    progress(f"cost weight {weight:g}; evaluating on {len(dev_scored)} dev queries")
+    fusion: dict[str, Any] = {}
+    if options.fusion_adaptive:
+        model, fusion = _fusion_rule(model, data, queries, val_scored, dev_scored, options)
+        progress(f"fan-out rule: {fusion['rule']}")
+    progress(f"cost weight {model.selection.cost_weight:g}; evaluating on {len(dev_scored)} dev")
     metrics = outcome_metrics(
         model, data.subset(dev_scored), vectors[dev_scored], train=data.subset(rows.fit)
     )
     metrics["val_operating_point"] = estimate
+    if fusion:
+        metrics["fusion"] = fusion
     metrics["rows"] = {
         "fit": len(rows.fit),
         "val": len(rows.val),
@@ -250,6 +291,11 @@ def train(
     hyper = _hyper(kind, options)
     if kind.needs_outcomes and not isinstance(data, RoutingOutcomes):
         raise ValueError(f"router kind {kind.value!r} needs routing outcomes (per-expert scores)")
+    if options.fusion_adaptive and not kind.needs_outcomes:
+        raise ValueError(
+            "--fusion adaptive needs an expert scorer (heads, mf, knn-scorer, coe): a fan-out "
+            f"rule ranks experts, and {kind.value!r} classifies categories"
+        )
     vectors = embed_data(data, embedder, cache, options.embed_chars)
     if isinstance(data, RoutingOutcomes) and kind.needs_outcomes:
         model, metrics = _train_scorer(kind, hyper, data, vectors, options, progress)
