@@ -83,7 +83,7 @@ def test_adaptive_fan_out_follows_the_router_confidence() -> None:
     assert unsure.avg_experts == 3.0 and unsure.accuracy == 1.0
     policy, outcome = search_adaptive(log, max_cost=6.0, cost_weights=[0.0])
     assert outcome.accuracy == 1.0 and outcome.avg_cost <= 6.0 and policy.mass > 0
-    with pytest.raises(ValueError, match="no fusion policy costs <= 0.5"):
+    with pytest.raises(ValueError, match=r"no fusion policy costs <= 0\.5"):
         search_adaptive(log, max_cost=0.5, cost_weights=[0.0])
 
 
