@@ -134,9 +134,10 @@ def test_scorer_under_a_cost_cap_and_the_baselines(tmp_path: Path, data: dict[st
         ),
         (["eval", "--data", "{mmlu_pro}"], "--artifact"),
         (
-            ["train", "--data", str(FIXTURES / "mmlu_pro"), "--router", "knn", "--out", "x"],
-            "is a folder; give a .jsonl or .csv file (a folder of the shared evaluation data "
-            "converts with `python -m bench.shared_data FOLDER --out FILE.jsonl`)",
+            ["train", "--data", str(FIXTURES), "--router", "knn", "--out", "x"],
+            "is a folder; give a .jsonl or .csv file (a folder of routing outcomes holds "
+            "questions.jsonl and outcomes.csv; the other folders of the shared evaluation data "
+            "convert with `python -m bench.shared_data FOLDER --out FILE.jsonl`)",
         ),
     ],
 )
