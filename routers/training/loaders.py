@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 
 from routers.training.datasets import DatasetError, LabelledQueries, RoutingOutcomes
-from routers.training.folders import is_outcome_folder, load_outcome_folder
+from routers.training.folders import (
+    OUTCOMES,
+    QUESTIONS,
+    is_outcome_folder,
+    load_outcome_folder,
+)
 from routers.training.readers import (
     COST_SUFFIX,
     json_lines,
@@ -177,9 +182,12 @@ def load_labelled(path: Path) -> LabelledQueries:
 
 
 def load_outcomes(path: Path) -> RoutingOutcomes:
-    """Routing outcomes from a JSONL or CSV file, or a folder (`routers.training.folders`)."""
+    """Routing outcomes from a JSONL or CSV file, or a folder (`routers.training.folders`);
+    either file of such a folder (its questions.jsonl or outcomes.csv) stands for the folder."""
     if is_outcome_folder(path):
         return load_outcome_folder(path)
+    if path.name in (QUESTIONS, OUTCOMES) and is_outcome_folder(path.parent):
+        return load_outcome_folder(path.parent)
     _not_a_folder(path)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):

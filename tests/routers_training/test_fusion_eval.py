@@ -103,6 +103,8 @@ def test_answers_load_from_jsonl_csv_and_a_folder(tmp_path: Path) -> None:
     assert len(folder) == 140 and len(folder.experts) == 29 and folder.labels is not None
     assert folder.answers is not None and set(folder.answers.ravel()) <= {"", *"ABCDEFGHIJ"}
     assert folder.texts[0].splitlines()[1].startswith("A. ")
+    for either in ("questions.jsonl", "outcomes.csv"):  # a file of the folder stands for it
+        assert load_outcomes(FIXTURES / "mmlu_pro" / either).data_hash() == folder.data_hash()
 
 
 def test_expert_costs_leave_out_experts_without_one(tmp_path: Path) -> None:
