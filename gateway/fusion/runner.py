@@ -10,6 +10,7 @@ candidate.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -43,10 +44,12 @@ async def run_fusion(
     """Fuse (module docstring); the ExpertError of the last failure when no candidate answered."""
     calls = PoolCalls(pool, embedder, observe, plan.deadline_s, disconnected)
     started = time.perf_counter()
+    measure = functools.partial(_measure, metrics, plan, calls, started)
     try:
         fused = await STRATEGIES[plan.strategy].fuse(plan, request, calls)
-    finally:
-        _measure(metrics, plan, calls, started)
+    except BaseException:
+        measure()
+        raise
     meta = replace(
         meta,
         expert=fused.by,
@@ -54,23 +57,30 @@ async def run_fusion(
         fusion=fused.strategy.value,
         fusion_reason=fused.reason,
     )
-    if fused.stream is not None:
-        return await _stream(meta, fused.stream, calls)
+    if fused.stream is not None:  # measured when the aggregator's stream ends
+        return await _stream(meta, fused.stream, calls, measure)
+    measure()
     assert fused.result is not None, "a fused answer is whole or streamed"
     result = replace(fused.result, usage=calls.usage)
     return whole_as_stream(meta, result) if request.stream else Answer(meta, result)
 
 
 async def _stream(
-    meta: AnswerMeta, deltas: AsyncIterator[ChatDelta], calls: PoolCalls
+    meta: AnswerMeta,
+    deltas: AsyncIterator[ChatDelta],
+    calls: PoolCalls,
+    measure: Callable[[], None],
 ) -> AnswerStream:
     """The aggregator's stream, opened now (its first delta pulled, so a failure is still an
     HTTP error), with the usage of every call in its usage delta; closing it early cancels
     the aggregator's call."""
 
     async def with_total() -> AsyncGenerator[ChatDelta, None]:
-        async for delta in deltas:
-            yield delta if delta.usage is None else replace(delta, usage=calls.usage)
+        try:
+            async for delta in deltas:
+                yield delta if delta.usage is None else replace(delta, usage=calls.usage)
+        finally:
+            measure()
 
     rest = with_total()
     stack = contextlib.AsyncExitStack()

@@ -36,6 +36,7 @@ from routers.training.datasets import DatasetError, RoutingOutcomes
 
 __all__ = [
     "CASCADE_CONFIDENCE",
+    "MIN_GAIN",
     "FusionOutcome",
     "FusionPolicy",
     "Logged",
@@ -76,7 +77,7 @@ class FusionPolicy:
 
     def describe(self) -> str:
         fan = f"adaptive mass {self.mass:g} (T {self.temperature:g}, k<={self.k})"
-        return f"{self.kind.value}, {fan if self.mass > 0 else f'k={self.k}'}"
+        return f"{self.kind.value}, {fan if 0 < self.mass < 1 else f'top {self.k}'}"
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,26 @@ def apply_policy(logged: Logged, policy: FusionPolicy) -> FusionOutcome:
     )
 
 
+MIN_GAIN = 0.003
+"""Fusion must beat top-1 routing on the val rows by this much accuracy to be chosen: a smaller
+gain is within the noise of a few val questions, and top-1 then costs less for the same."""
+
+
+def _best(
+    logged: Logged, policies: Sequence[FusionPolicy], max_cost: float
+) -> tuple[FusionPolicy, FusionOutcome] | None:
+    """The most accurate policy within `max_cost` (then the cheaper)."""
+    best: tuple[FusionPolicy, FusionOutcome] | None = None
+    for policy in policies:
+        outcome = apply_policy(logged, policy)
+        if outcome.avg_cost > max_cost:
+            continue
+        key = (outcome.accuracy, -outcome.avg_cost)
+        if best is None or key > (best[1].accuracy, -best[1].avg_cost):
+            best = (policy, outcome)
+    return best
+
+
 def search_adaptive(
     logged: Logged,
     *,
@@ -233,28 +254,32 @@ def search_adaptive(
     masses: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99),
     temperatures: Sequence[float] = (0.02, 0.05, 0.1, 0.2),
     caps: Sequence[int] = (2, 3, 5, 7),
+    min_gain: float = MIN_GAIN,
 ) -> tuple[FusionPolicy, FusionOutcome]:
-    """The adaptive vote policy with the best accuracy on `logged` within `max_cost` (then the
-    cheaper); plain top-1 routing (k = 1) at each cost weight competes too, so the rule never
-    does worse there than routing alone. ValueError when nothing fits the budget."""
-    best: tuple[FusionPolicy, FusionOutcome] | None = None
-    candidates = [FusionPolicy(PolicyKind.NONE, cost_weight=float(w), k=1) for w in cost_weights]
-    for w, mass, t, cap in itertools.product(cost_weights, masses, temperatures, caps):
-        candidates.append(
-            FusionPolicy(PolicyKind.VOTE, cost_weight=float(w), k=cap, mass=mass, temperature=t)
-        )
-    for policy in candidates:
-        outcome = apply_policy(logged, policy)
-        if outcome.avg_cost > max_cost:
-            continue
-        if best is None or (outcome.accuracy, -outcome.avg_cost) > (
-            best[1].accuracy,
-            -best[1].avg_cost,
-        ):
-            best = (policy, outcome)
-    if best is None:
+    """The fusion policy with the best accuracy on `logged` within `max_cost` (then the
+    cheaper) among adaptive votes and cascades over the top few, unless plain top-1 routing (k =
+    1, its cost weight chosen the same way) is within `min_gain` of it: then top-1, so the rule
+    does no worse than routing alone where fusion does not clearly pay. ValueError when nothing
+    fits the budget."""
+    top1 = _best(
+        logged, [FusionPolicy(PolicyKind.NONE, cost_weight=float(w), k=1) for w in cost_weights],
+        max_cost,
+    )  # fmt: skip
+    votes = [
+        FusionPolicy(PolicyKind.VOTE, cost_weight=float(w), k=cap, mass=mass, temperature=t)
+        for w, mass, t, cap in itertools.product(cost_weights, masses, temperatures, caps)
+    ]
+    cascades = [  # the top `cap` by utility, cheapest first, escalating while they disagree
+        FusionPolicy(PolicyKind.CASCADE, cost_weight=float(w), k=cap, mass=1.0)
+        for w, cap in itertools.product(cost_weights, caps)
+        if cap > 2
+    ]
+    fused = _best(logged, [*votes, *cascades], max_cost)
+    if fused is not None and (top1 is None or fused[1].accuracy >= top1[1].accuracy + min_gain):
+        return fused
+    if top1 is None:
         raise ValueError(f"no fusion policy costs <= {max_cost:g} on the validation rows")
-    return best
+    return top1
 
 
 def logged_from(
@@ -316,7 +341,8 @@ def as_rule(policy: FusionPolicy) -> tuple[Selection, FusionRule]:
     fused = policy.kind is not PolicyKind.NONE
     selection = Selection(
         cost_weight=policy.cost_weight,
-        top_k_mass=policy.mass if fused else 0.0,
+        # a fixed k is the whole mass, capped: k = max_k for every query
+        top_k_mass=(policy.mass or 1.0) if fused else 0.0,
         top_k_temperature=policy.temperature,
     )
     strategy = RuleStrategy.CASCADE if policy.kind is PolicyKind.CASCADE else RuleStrategy.VOTE

@@ -173,6 +173,9 @@ def test_aggregate_synthesises_and_streams_the_aggregator(
         usage = json.loads(events[-2].removeprefix("data: "))["usage"]
         # both candidates' tokens and the aggregator's: more than the whole answer's candidates
         assert usage["completion_tokens"] == whole.json()["usage"]["completion_tokens"] > 5
+        metrics = httpx.get(f"{gw.url}/metrics").text
+        # both requests' three calls, the streamed aggregator's included once its stream ended
+        assert 'coe_fusion_calls_total{strategy="aggregate"} 6.0' in metrics
 
 
 def test_consensus_picks_the_answer_closest_to_the_others(
