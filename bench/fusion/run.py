@@ -158,7 +158,9 @@ def plot(payload: dict[str, Any], path: Path) -> None:
         single = result["best_single"]
         ax.plot(single["avg_cost"], single["accuracy"], "r*", ms=12,
                 label=f"best single ({single['expert']})")  # fmt: skip
-        ax.axhline(result["oracle"]["accuracy"], color="grey", ls=":", label="oracle (top-1)")
+        oracle = result["oracle"]["accuracy"]
+        ax.plot([], [], " ", label=f"oracle (perfect top-1): {oracle:.3f}")
+        ax.set_ylim(0.40, max(b["adaptive"]["accuracy"] for b in result["budgets"]) + 0.06)
         ax.set_title(f"MMLU-Pro dev, {name} pool ({len(result['experts'])} models)")
         ax.set_xlabel("mean active parameters called per query (B)")
         ax.set_ylabel("accuracy")
