@@ -27,6 +27,7 @@ import httpx
 import typer
 import yaml
 
+from gateway.cli_index import register as register_index
 from gateway.cli_routing import register as register_routing
 from gateway.settings import ConfigError, Settings, load_settings
 from registry.base import RegistryError
@@ -43,6 +44,7 @@ app.add_typer(experts_app, name="experts")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 register_routing(app)
+register_index(app)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (or env COE_CONFIG).")
