@@ -63,6 +63,8 @@ class ArtifactFamily(enum.StrEnum):
     """Category probabilities; the registry's experts declare the categories they serve."""
     SCORER = "scorer"
     """A predicted quality per expert (the CoE map included: classifier + category table)."""
+    INDEX = "index"
+    """A retriever's corpus index (`experts.retrieval`): passages, vectors/BM25, pilots."""
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,10 @@ def _part(arrays: Mapping[str, npt.NDArray[Any]], prefix: str) -> dict[str, npt.
 def load_model(directory: Path) -> TrainedModel:
     """Load and validate an artifact; `ArtifactError` on anything that does not fit."""
     manifest, arrays = load_artifact(directory)
+    if manifest.family not in (ArtifactFamily.CLASSIFIER, ArtifactFamily.SCORER):
+        raise ArtifactError(
+            f"{directory}: a {manifest.family.value} artifact ({manifest.tag}), not a router"
+        )
     params = manifest.params
     try:
         classifier: Classifier | None = None

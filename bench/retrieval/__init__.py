@@ -1,0 +1,1 @@
+"""Retrieval benchmarks over ../shared/data/classic_ir (MED, CISI, CRAN, CACM)."""
