@@ -135,6 +135,8 @@ class ChatRequest:
     conversation: str | None = None
     """The client's name for the conversation (header `x-coe-conversation`), if it gave one."""
     fusion: FusionRequest = FusionRequest()
+    retrieval: str | None = None
+    """The client's retrieval mode (`coe.retrieval`: passages | context | off); None: config."""
 
     @property
     def routed(self) -> bool:

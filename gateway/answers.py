@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from experts.chat import ChatDelta, ChatResult
 from gateway.affinity import tool_call_ids
@@ -37,6 +38,18 @@ class AnswerMeta:
     `response_format` is always answered by one expert, never fused as text)."""
     experts: tuple[str, ...] = ()
     """Every expert whose answer was used, in order (fusion); empty: just `expert`."""
+    retrievers: tuple[str, ...] = ()
+    """The retrievers consulted (header `x-coe-retrievers`)."""
+    retrieval: str = "off"
+    retrieval_reason: str = ""
+    passages: tuple[dict[str, Any], ...] = ()
+    """The passages retrieved, as the `coe.passages` response extension carries them."""
+
+    def extension(self) -> dict[str, Any] | None:
+        """The response's `coe` object, when retrieval ran."""
+        if not self.retrievers and self.retrieval == "off":
+            return None
+        return {"retrieval": self.retrieval, "passages": list(self.passages)}
 
     @property
     def used(self) -> tuple[str, ...]:

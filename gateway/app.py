@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from experts.base import Expert
 from experts.errors import ExpertError
 from experts.factory import build_expert
+from experts.retriever import RetrieverStore, with_pilots
 from gateway.affinity import Affinity, affinity_store
 from gateway.errors import GatewayError, HttpError, error_from_exception, http_error
 from gateway.limits import BodyLimitMiddleware
@@ -84,9 +85,13 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
         )
         async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as http:
             local_models = _local_model_store(settings)
+            the_router = router or build_router(settings.router)
+            retrievers = RetrieverStore(lambda: the_router.embedder)
 
             def build(spec: ExpertSpec) -> Expert:
-                return build_expert(spec, http=http, local_models=local_models)
+                return build_expert(
+                    spec, http=http, local_models=local_models, retrievers=retrievers
+                )
 
             pool = ExpertPool(
                 registry,
@@ -95,7 +100,6 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
                 breaker_failures=settings.upstream.breaker_failures,
                 breaker_cooldown_s=settings.upstream.breaker_cooldown_s,
             )
-            the_router = router or build_router(settings.router)
             affinity = Affinity(store, settings.affinity)
             service = ChatService(
                 pool,
@@ -104,6 +108,7 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
                 affinity,
                 failover=settings.upstream.failover,
                 fusion=settings.fusion,
+                retrieval=settings.retrieval,
             )
             state = GatewayState(
                 settings, registry, the_router, pool, service, metrics, http, started_at=time.time()
@@ -132,7 +137,7 @@ async def _seed(registry: Registry, settings: Settings) -> None:
         return
     for spec in settings.experts:
         if await registry.get(spec.name) is None:
-            await registry.add(spec)
+            await registry.add(await anyio.to_thread.run_sync(with_pilots, spec))
     await registry.set_meta(SEEDED, "1")
     log.info("seeded the registry with %d configured experts", len(settings.experts))
 

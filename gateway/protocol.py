@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from experts.chat import AUTO_MODEL, ChatRequest, FusionRequest, Message, Role, Sampling, Usage
 from gateway.fusion.base import FusionKind
+from gateway.retrieval_mode import RetrievalMode
 
 __all__ = [
     "AUTO_MODEL",
@@ -77,6 +78,10 @@ class CoeOptions(BaseModel):
         default=None, min_length=1, max_length=16, description="The candidate experts."
     )
     deadline_s: float | None = Field(default=None, gt=0, le=600)
+    retrieval: RetrievalMode | None = Field(
+        default=None,
+        description="passages | context | off: how a request gated to retrieval is answered.",
+    )
 
     def to_domain(self) -> FusionRequest:
         return FusionRequest(
@@ -156,6 +161,7 @@ class ChatCompletionRequest(BaseModel):
             include_usage=bool(self.stream_options and self.stream_options.include_usage),
             extra=extra,
             fusion=self.coe.to_domain() if self.coe else FusionRequest(),
+            retrieval=self.coe.retrieval.value if self.coe and self.coe.retrieval else None,
         )
 
 
@@ -228,12 +234,15 @@ class ChunkChoice(BaseModel):
 
 
 class ChatCompletionChunk(BaseModel):
+    """A `chat.completion.chunk`; the first carries the `coe` extension when there is one."""
+
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
     choices: list[ChunkChoice]
     usage: UsageInfo | None = None
+    coe: dict[str, Any] | None = None
 
 
 class ModelCard(BaseModel):
@@ -283,6 +292,14 @@ class RouteFusion(BaseModel):
     reason: str
 
 
+class RouteRetrieval(BaseModel):
+    """The retrieval decision: the mode, the retrievers it would search, and why."""
+
+    mode: str
+    retrievers: list[RouteCategory]
+    reason: str
+
+
 class RouteResponse(BaseModel):
     """The routing decision, without calling any expert."""
 
@@ -296,6 +313,7 @@ class RouteResponse(BaseModel):
     route_ms: float
     top_similarity: float | None = None
     fusion: RouteFusion
+    retrieval: RouteRetrieval
 
 
 class ErrorBody(BaseModel):

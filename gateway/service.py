@@ -25,21 +25,31 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio.to_thread
 
-from experts.chat import ChatDelta, ChatRequest, Message
+from experts.chat import ChatDelta, ChatRequest, ChatResult, Message, Usage
 from experts.errors import ExpertError, UpstreamRejected
+from experts.retriever import passage_json
 from gateway.affinity import Affinity, tool_call_ids
-from gateway.answers import Answer, AnswerMeta, AnswerStream
+from gateway.answers import Answer, AnswerMeta, AnswerStream, whole_as_stream
 from gateway.errors import ModelNotFound, NoHealthyExpert, error_from_exception
 from gateway.fusion.base import FusionPlan
 from gateway.fusion.plan import fusion_plan
 from gateway.fusion.runner import run_fusion
 from gateway.metrics import Metrics
 from gateway.pool import ExpertPool
-from gateway.settings import FusionSettings
+from gateway.retrieval import (
+    RetrievalDecision,
+    answer_text,
+    retrieval_decision,
+    retrieve,
+    retriever_names,
+    with_context,
+)
+from gateway.retrieval_mode import RetrievalMode
+from gateway.settings import FusionSettings, RetrievalSettings
 from routers.base import ExpertTable, RouteDecision, Router
 
 __all__ = ["ChatService", "RoutePreview"]
@@ -48,6 +58,7 @@ log = logging.getLogger("coe.chat")
 
 PINNED = "pinned"
 NO_FUSION = "not configured"
+NOT_GATED = RetrievalDecision(RetrievalMode.OFF, (), "no retriever in rotation")
 T = TypeVar("T")
 
 
@@ -60,6 +71,7 @@ class RoutePreview:
     selected: tuple[str, ...]
     fusion: FusionPlan | None = None
     fusion_reason: str = NO_FUSION
+    retrieval: RetrievalDecision = NOT_GATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +87,17 @@ class _Plan:
     affinity: str | None = None
     """Why `candidates[0]` was put first, if an affinity did."""
     single_reason: str = NO_FUSION
+    retrieval: RetrievalDecision = NOT_GATED
+    retrieved: tuple[tuple[str, ...], tuple[dict[str, Any], ...]] = ((), ())
+    """The retrievers that answered and the passages they gave."""
 
     def meta(self, expert: str) -> AnswerMeta:
         first = self.candidates[0]
         return AnswerMeta(
+            retrievers=self.retrieved[0],
+            retrieval=self.retrieval.mode.value,
+            retrieval_reason=self.retrieval.reason,
+            passages=self.retrieved[1],
             request_id=self.request_id,
             expert=expert,
             category=self.category,
@@ -100,6 +119,7 @@ class ChatService:
         *,
         failover: int,
         fusion: FusionSettings | None = None,
+        retrieval: RetrievalSettings | None = None,
     ) -> None:
         self.pool = pool
         self.router = router
@@ -107,6 +127,7 @@ class ChatService:
         self.affinity = affinity
         self.failover = failover
         self.fusion = fusion or FusionSettings()
+        self.retrieval = retrieval or RetrievalSettings()
 
     async def answer(
         self,
@@ -118,6 +139,10 @@ class ChatService:
         doc). `disconnected` tells whether the client went away (a fusion stops waiting)."""
         plan = await self._plan(request)
         request = replace(request, request_id=plan.request_id)
+        if request.routed:
+            request, plan, retrieved = await self._retrieve(request, plan)
+            if retrieved is not None:
+                return retrieved
         fusion = fusion_plan(request, plan.decision, plan.ranked, plan.table, self.fusion)
         if fusion.plan is not None:
             return await run_fusion(
@@ -135,17 +160,59 @@ class ChatService:
             return await self._open_stream(request, plan)
         return await self._complete(request, plan)
 
+    async def _retrieve(
+        self, request: ChatRequest, plan: _Plan
+    ) -> tuple[ChatRequest, _Plan, Answer | AnswerStream | None]:
+        """Gate to retrieval (`gateway/retrieval.py`): the passages themselves answer (mode
+        `passages`), or go into the request for the LLMs (`context`); LLMs only otherwise."""
+        decision = retrieval_decision(
+            request, plan.decision, plan.table, plan.ranked, self.retrieval
+        )
+        retrievers = set(retriever_names(plan.table))
+        llms = tuple(name for name in plan.ranked if name not in retrievers)
+        if decision.retrievers:
+            k = self.retrieval.k
+            cited, consulted = await retrieve(decision, request.routing_query(), self.pool, k)
+            if not consulted:
+                decision = replace(decision, mode=RetrievalMode.OFF, reason="retrievers failed")
+            passages = tuple(passage_json(c.passage, c.retriever) | {"cite": c.cite} for c in cited)
+            plan = replace(plan, retrieval=decision, retrieved=(consulted, passages))
+            if consulted and decision.mode is RetrievalMode.PASSAGES:
+                result = ChatResult(answer_text(cited), model=consulted[0], usage=Usage())
+                meta = replace(plan.meta(consulted[0]), experts=consulted)
+                whole = Answer(meta, result)
+                return request, plan, whole_as_stream(meta, result) if request.stream else whole
+            if consulted:
+                request = with_context(request, cited, self.retrieval.context_chars)
+        else:
+            plan = replace(plan, retrieval=decision)
+        if len(llms) == len(plan.ranked):
+            return request, plan, None
+        if not llms:
+            raise NoHealthyExpert("no LLM expert in rotation to answer this request")
+        return request, replace(plan, candidates=llms[: 1 + self.failover], ranked=llms), None
+
     async def preview(self, query: str) -> RoutePreview:
         """The decision for `query`, the healthy experts it would call and the fusion plan,
         calling nobody."""
         decision = await self.decide(query)
         ranked = self.pool.available([e.name for e in decision.experts])
         request = ChatRequest((Message("user", query),))
-        fusion = fusion_plan(request, decision, ranked, self.pool.table, self.fusion)
+        table = self.pool.table
+        retrieval = retrieval_decision(request, decision, table, ranked, self.retrieval)
+        retrievers = set(retriever_names(table))
+        if retrieval.mode is not RetrievalMode.PASSAGES:
+            ranked = [name for name in ranked if name not in retrievers]
+        if retrieval.retrievers and retrieval.mode is RetrievalMode.PASSAGES:
+            selected = tuple(name for name, _ in retrieval.retrievers)
+            return RoutePreview(decision, selected, None, "retrieval: passages", retrieval)
+        fusion = fusion_plan(request, decision, ranked, table, self.fusion)
         if fusion.plan is not None:
-            return RoutePreview(decision, fusion.plan.experts, fusion.plan, fusion.reason)
+            return RoutePreview(
+                decision, fusion.plan.experts, fusion.plan, fusion.reason, retrieval
+            )
         return RoutePreview(
-            decision, tuple(ranked[: max(1, decision.selected)]), None, fusion.reason
+            decision, tuple(ranked[: max(1, decision.selected)]), None, fusion.reason, retrieval
         )
 
     async def decide(self, query: str) -> RouteDecision:

@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from gateway.fusion.base import FusionKind
+from gateway.retrieval_mode import RetrievalMode
 from registry.spec import ExpertSpec
 from routers.config import RouterConfig
 
@@ -160,6 +161,30 @@ class FusionSettings(_Strict):
     )
 
 
+class RetrievalSettings(_Strict):
+    """Retrieval-gated answers (`gateway/retrieval.py`): when the router puts a retriever's
+    domain first with at least `threshold` probability."""
+
+    mode: RetrievalMode = Field(
+        default=RetrievalMode.CONTEXT,
+        description="context: passages in the best LLM's context, which cites their ids; "
+        "passages: the passages themselves; off: LLMs only.",
+    )
+    routes: dict[str, RetrievalMode] = Field(
+        default_factory=dict, description="Mode per retriever (its name), over `mode`."
+    )
+    threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Router probability of the domain to retrieve."
+    )
+    max_retrievers: int = Field(
+        default=2, ge=1, le=8, description="Domains searched: those above `threshold`, fused."
+    )
+    k: int = Field(default=5, ge=1, le=50, description="Passages returned or put in context.")
+    context_chars: int = Field(
+        default=6000, ge=200, le=200_000, description="Passage text put in context (at most)."
+    )
+
+
 class LocalSettings(_Strict):
     """In-process models (`kind: local` experts)."""
 
@@ -191,6 +216,7 @@ class Settings(BaseSettings):
     local: LocalSettings = Field(default_factory=LocalSettings)
     affinity: AffinitySettings = Field(default_factory=AffinitySettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     experts: list[ExpertSpec] = Field(
         default_factory=list, description="Experts seeded into an empty registry on first start."
     )

@@ -1,6 +1,7 @@
 """Server-sent events for OpenAI chat streams: chunks as `data: {json}`, then `data: [DONE]`.
 
-`chat_events(stream)` renders an `AnswerStream`: a first chunk with the assistant role, one
+`chat_events(stream)` renders an `AnswerStream`: a first chunk with the assistant role (and the
+`coe` extension with the retrieved passages, when retrieval ran), one
 chunk per delta of the expert (its text, what else its delta and choice carried, such as tool-call
 fragments and logprobs, and the finish reason on the last), an optional usage chunk, `[DONE]`. An
 error after the first byte can no longer change the status code, so it goes into the stream as
@@ -58,6 +59,7 @@ async def chat_events(stream: AnswerStream, *, include_usage: bool) -> AsyncIter
                 model=meta.expert,
                 choices=choices,
                 usage=None if usage is None else UsageInfo.of(usage),
+                coe=meta.extension() if first else None,
             )
         )
 

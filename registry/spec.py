@@ -31,6 +31,9 @@ class ExpertKind(enum.StrEnum):
     """An in-process transformers model."""
     SIMULATOR = "simulator"
     """An in-process vLLM-API *simulator* for tests and load benchmarks; never a real model."""
+    RETRIEVER = "retriever"
+    """A domain retriever: an index directory (`options.index`, built by `coe index build`)
+    searched in-process, or an index served over HTTP (`endpoint`, `coe index serve`)."""
 
 
 class ExpertSpec(BaseModel):
@@ -86,6 +89,13 @@ class ExpertSpec(BaseModel):
             raise ValueError(f"expert kind {self.kind.value!r} needs an 'endpoint'")
         if self.kind is ExpertKind.OPENAI and not self.model:
             raise ValueError("expert kind 'openai' needs a 'model'")
+        if self.kind is ExpertKind.RETRIEVER:
+            index = self.options.get("index")
+            if not self.endpoint and not (isinstance(index, str) and index):
+                raise ValueError(
+                    "expert kind 'retriever' needs 'options.index' (an index directory) or an "
+                    "'endpoint' (an index served by `coe index serve`)"
+                )
         return self
 
 

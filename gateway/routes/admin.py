@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter, status
 
+from experts.retriever import with_pilots
 from gateway.deps import AdminDep, StateDep
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from registry.spec import ExpertSpec, ExpertSpecPatch
@@ -21,6 +23,7 @@ async def add_expert(spec: ExpertSpec, state: StateDep, _: AdminDep) -> ExpertSp
     """Routable on the next request: the pool re-syncs before answering."""
     if await state.registry.get(spec.name) is not None:
         raise Conflict(f"an expert named {spec.name!r} already exists", code="expert_exists")
+    spec = await _with_pilots(spec)
     _buildable(state, spec)
     await state.registry.add(spec)
     await state.pool.sync()
@@ -41,6 +44,10 @@ async def update_expert(
 ) -> ExpertSpec:
     current = await state.registry.get(name)
     if current is not None:
+        changed = patch.apply(current)
+        pilots = await _with_pilots(changed)
+        if pilots.exemplars != changed.exemplars:
+            patch = patch.model_copy(update={"exemplars": pilots.exemplars})
         _buildable(state, patch.apply(current))
     spec = await state.registry.update(name, patch)
     await state.pool.sync()
@@ -53,6 +60,17 @@ async def remove_expert(name: str, state: StateDep, _: AdminDep) -> ExpertSpec:
     spec = await state.registry.remove(name)
     await state.pool.sync()
     return spec
+
+
+async def _with_pilots(spec: ExpertSpec) -> ExpertSpec:
+    """A retriever without exemplars is routable by its index's pilot texts."""
+    try:
+        return await anyio.to_thread.run_sync(with_pilots, spec)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"retriever {spec.name!r}: {exc}",
+            param="options.index" if not spec.endpoint else "endpoint",
+        ) from exc
 
 
 def _buildable(state: StateDep, spec: ExpertSpec) -> None:

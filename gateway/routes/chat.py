@@ -42,6 +42,11 @@ def _headers(meta: AnswerMeta) -> dict[str, str]:
     headers["x-coe-experts"] = ",".join(meta.used)
     headers["x-coe-fusion"] = meta.fusion
     headers["x-coe-fusion-reason"] = meta.fusion_reason
+    headers["x-coe-retrieval"] = meta.retrieval
+    if meta.retrieval_reason:
+        headers["x-coe-retrieval-reason"] = meta.retrieval_reason
+    if meta.retrievers:
+        headers["x-coe-retrievers"] = ",".join(meta.retrievers)
     return headers
 
 
@@ -55,8 +60,14 @@ def _response(answer: Answer) -> ChatCompletionResponse:
         model=answer.meta.expert,
         choices=[Choice(message=message, finish_reason=result.finish_reason, **result.choice)],
         usage=UsageInfo.of(result.usage) if result.usage else UsageInfo(),
-        **result.response,
+        **{**result.response, **_extension(answer.meta)},
     )
+
+
+def _extension(meta: AnswerMeta) -> dict[str, object]:
+    """The `coe` response extension (retrieved passages), when retrieval ran."""
+    extension = meta.extension()
+    return {} if extension is None else {"coe": extension}
 
 
 @router.post("/v1/chat/completions", response_model=None)

@@ -6,7 +6,14 @@ from fastapi import APIRouter
 
 from gateway.deps import StateDep
 from gateway.errors import InvalidRequest
-from gateway.protocol import RouteCategory, RouteExpert, RouteFusion, RouteRequest, RouteResponse
+from gateway.protocol import (
+    RouteCategory,
+    RouteExpert,
+    RouteFusion,
+    RouteRequest,
+    RouteResponse,
+    RouteRetrieval,
+)
 
 router = APIRouter(tags=["routing"])
 
@@ -36,4 +43,11 @@ async def route(body: RouteRequest, state: StateDep) -> RouteResponse:
         route_ms=round(decision.latency_ms, 3),
         top_similarity=decision.top_similarity,
         fusion=fusion,
+        retrieval=RouteRetrieval(
+            mode=preview.retrieval.mode.value,
+            retrievers=[
+                RouteCategory(name=n, probability=p) for n, p in preview.retrieval.retrievers
+            ],
+            reason=preview.retrieval.reason,
+        ),
     )

@@ -1,0 +1,169 @@
+"""Retriever experts in the gateway: routed by their pilot texts, gated answers with passages or
+with passages in an LLM's context, added and removed at run time, bad indexes refused.
+
+Indexes: lexical indexes of MEDLINE and Cranfield documents (tests/fixtures/classic_ir_sample.jsonl,
+attribution in tests/fixtures/README.md); LLM experts: vLLM-API *simulators* (their request
+bodies show what the LLM was given).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from experts.retrieval.build import build_index
+from routers.embedder import Embedder
+from tests.gateway.conftest import Gateway, Sim, expert, run_gateway, simulator, write_config
+
+SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "classic_ir_sample.jsonl"
+CHAT = "/v1/chat/completions"
+MEDICAL = "autoimmune disease in mice and human lupus antibodies"
+AERO = "boundary layer flow over a flat plate at supersonic mach numbers"
+POEM = "Write a short poem about the sea."
+
+
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> dict[str, Path]:
+    """One lexical index per domain of the sample (10 documents each)."""
+    root = tmp_path_factory.mktemp("indexes")
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
+    built = {}
+    for domain in ("med", "cran"):
+        corpus = root / f"{domain}.jsonl"
+        corpus.write_text("".join(json.dumps(r) + "\n" for r in rows if r["domain"] == domain))
+        build_index(corpus, root / domain, "lexical", embedder, pilots=3)
+        built[domain] = root / domain
+    return built
+
+
+def ids(domain: str) -> set[str]:
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
+    return {r["_id"] for r in rows if r["domain"] == domain}
+
+
+def retriever(name: str, index: Path, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "retriever", "options": {"index": str(index)}, **extra}
+
+
+@contextlib.contextmanager
+def gateway_with(
+    tmp_path: Path, embedder: Embedder, retrievers: list[dict[str, Any]], **sections: Any
+) -> Iterator[tuple[Gateway, Sim]]:
+    with simulator(model="llm", fixed_answer="As [med/664] shows, yes.") as sim:
+        experts = [expert("generalist", sim, ["*"]), *retrievers]
+        with run_gateway(write_config(tmp_path, experts, **sections), embedder) as gw:
+            yield gw, sim
+
+
+def ask(gw: Gateway, content: str, **body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{gw.url}{CHAT}", json={"messages": [{"role": "user", "content": content}], **body}
+    )
+
+
+def test_a_domain_query_is_answered_with_cited_passages_in_context(
+    tmp_path: Path, embedder: Embedder, indexes: dict[str, Path]
+) -> None:
+    retrievers = [retriever("med", indexes["med"]), retriever("cran", indexes["cran"])]
+    with gateway_with(tmp_path, embedder, retrievers) as (gw, sim):
+        route = httpx.post(f"{gw.url}/v1/route", json={"query": MEDICAL}).json()
+        assert route["retrieval"]["mode"] == "context"
+        assert route["retrieval"]["retrievers"][0]["name"] == "med"
+        assert sim.stats.requests_received == 0  # /v1/route calls nobody
+        response = ask(gw, MEDICAL)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-coe-expert"] == "generalist"
+        assert response.headers["x-coe-retrievers"].split(",")[0] == "med"
+        body = response.json()
+        passages = body["coe"]["passages"]
+        assert passages and {p["id"] for p in passages} <= ids("med") | ids("cran")
+        assert passages[0]["retriever"] == "med" and passages[0]["id"] in ids("med")
+        system = sim.stats.last_request_body["messages"][0]  # type: ignore[index]
+        assert system["role"] == "system" and f"[{passages[0]['cite']}]" in system["content"]
+        assert body["choices"][0]["message"]["content"] == "As [med/664] shows, yes."
+
+
+def test_passages_mode_answers_with_the_passages_streamed_or_not(
+    tmp_path: Path, embedder: Embedder, indexes: dict[str, Path]
+) -> None:
+    with gateway_with(tmp_path, embedder, [retriever("med", indexes["med"])]) as (gw, sim):
+        whole = ask(gw, MEDICAL, coe={"retrieval": "passages"})
+        assert whole.status_code == 200, whole.text
+        assert whole.headers["x-coe-expert"] == "med"
+        content = whole.json()["choices"][0]["message"]["content"]
+        cited = [p["id"] for p in whole.json()["coe"]["passages"]]
+        assert cited and set(cited) <= ids("med") and f"[{cited[0]}]" in content
+        with httpx.stream(
+            "POST",
+            f"{gw.url}{CHAT}",
+            json={
+                "messages": [{"role": "user", "content": MEDICAL}],
+                "stream": True,
+                "coe": {"retrieval": "passages"},
+            },
+        ) as response:
+            events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+        first = json.loads(events[0])
+        assert [p["id"] for p in first["coe"]["passages"]] == cited
+        text = "".join(
+            json.loads(e)["choices"][0]["delta"].get("content") or ""
+            for e in events[1:-1]
+            if json.loads(e)["choices"]
+        )
+        assert text == content and events[-1] == "[DONE]"
+        assert sim.stats.requests_received == 0  # no LLM was called
+
+
+def test_a_query_outside_every_domain_is_not_gated(
+    tmp_path: Path, embedder: Embedder, indexes: dict[str, Path]
+) -> None:
+    with gateway_with(tmp_path, embedder, [retriever("med", indexes["med"])]) as (gw, sim):
+        response = ask(gw, POEM)
+        assert response.status_code == 200
+        assert response.headers["x-coe-retrieval"] == "off"
+        assert "x-coe-retrievers" not in response.headers and "coe" not in response.json()
+        assert sim.stats.last_request_body["messages"][0]["role"] == "user"  # type: ignore[index]
+        off = ask(gw, MEDICAL, coe={"retrieval": "off"})  # the request turns it off
+        assert off.headers["x-coe-retrieval"] == "off" and "coe" not in off.json()
+
+
+def test_retrievers_added_and_removed_at_run_time(
+    tmp_path: Path, embedder: Embedder, indexes: dict[str, Path]
+) -> None:
+    with gateway_with(tmp_path, embedder, [retriever("med", indexes["med"])]) as (gw, _):
+        assert ask(gw, AERO).headers["x-coe-retrieval"] == "off"
+        admin = f"{gw.url}/admin/experts"
+        added = httpx.post(admin, json=retriever("cran", indexes["cran"]), headers=gw.admin_headers)
+        assert added.status_code == 201, added.text
+        assert added.json()["exemplars"]  # its pilot texts: routable without retraining
+        response = ask(gw, AERO)
+        assert response.headers["x-coe-retrievers"].split(",")[0] == "cran"
+        assert response.json()["coe"]["passages"][0]["id"] in ids("cran")
+        removed = httpx.delete(f"{admin}/cran", headers=gw.admin_headers)
+        assert removed.status_code == 200
+        assert "cran" not in ask(gw, AERO).headers.get("x-coe-retrievers", "")
+
+
+def test_a_missing_or_corrupt_index_is_refused_naming_it(
+    tmp_path: Path, embedder: Embedder, indexes: dict[str, Path]
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in indexes["cran"].iterdir():
+        (broken / item.name).write_bytes(item.read_bytes())
+    weights = broken / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with gateway_with(tmp_path, embedder, [retriever("med", indexes["med"])]) as (gw, _):
+        admin = f"{gw.url}/admin/experts"
+        for index in (tmp_path / "nowhere", broken):
+            refused = httpx.post(admin, json=retriever("x", index), headers=gw.admin_headers)
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert error["param"] == "options.index" and str(index) in error["message"]
+        assert ask(gw, MEDICAL).headers["x-coe-retrievers"] == "med"  # still serving
