@@ -61,10 +61,27 @@ UrlOpt = Annotated[
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
     try:
-        return load_settings(config, **overrides)
+        settings = load_settings(config, **overrides)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    _check_retrievers(settings)
+    return settings
+
+
+def _check_retrievers(settings: Settings) -> None:
+    """The configured retrievers' indexes load (a missing or corrupt one is named now, not in a
+    start-up traceback)."""
+    from experts.retriever import with_pilots
+
+    for i, spec in enumerate(settings.experts):
+        if spec.kind.value != "retriever" or spec.endpoint:
+            continue
+        try:
+            with_pilots(spec)
+        except ValueError as exc:
+            typer.echo(f"error: experts[{i}] ({spec.name}) options.index: {exc}", err=True)
+            raise typer.Exit(2) from None
 
 
 @app.command()

@@ -138,3 +138,16 @@ def test_config_check_names_bad_key(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "server.prot" in result.output
     good = runner.invoke(app, ["config", "check"])
     assert good.exit_code == 0 and "smollm2" in good.output
+
+
+def test_config_check_names_a_retriever_without_its_index(tmp_path: Path) -> None:
+    config = tmp_path / "coe.yaml"
+    missing = tmp_path / "no-index"
+    config.write_text(
+        "experts:\n"
+        "  - {name: g, kind: simulator, categories: ['*']}\n"
+        f"  - {{name: med, kind: retriever, options: {{index: '{missing}'}}}}\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(config)])
+    assert result.exit_code == 2
+    assert f"experts[1] (med) options.index: {missing}: no such index directory" in result.output
