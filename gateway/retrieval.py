@@ -7,10 +7,11 @@ the query belongs to a retriever's domain).
     request  = with_context(request, passages, chars)                # mode `context`
 
 Gate: each retriever's domain probability is the router's probability of the category it serves
-(by default the category named after it, defined by its pilot texts); the retrievers at or
-above `retrieval.threshold`, most probable first, at most `max_retrievers`, are searched. None:
-the LLMs answer alone (`reason` says why). Several: their rankings are fused by weighted
-reciprocal rank (weights: the domain probabilities; RouterRetriever's multi-domain setting).
+(by default the category named after it, defined by its pilot texts). When the most probable
+domain reaches `retrieval.threshold`, it is searched, with the next ones at `also_above` or more
+(at most `max_retrievers` in all). Otherwise the LLMs answer alone (`reason` says why).
+Several: their rankings are fused by weighted reciprocal rank (weights: the domain
+probabilities; RouterRetriever's multi-domain setting).
 Mode: the request's `coe.retrieval` > `retrieval.routes[<top retriever>]` > `retrieval.mode`.
 A retriever that fails is dropped; when all fail, the LLMs answer alone.
 """
@@ -97,10 +98,12 @@ def retrieval_decision(
     for name in names:
         spec = table.get(name)
         assert spec is not None
-        domains.append((name, max(probability.get(c, 0.0) for c in served_categories(spec))))
+        served = served_categories(spec)
+        domains.append((name, max((probability.get(c, 0.0) for c in served), default=0.0)))
     domains.sort(key=lambda d: -d[1])
-    gated = tuple(d for d in domains if d[1] >= settings.threshold)[: settings.max_retrievers]
-    if not gated:
+    floor = min(settings.also_above, settings.threshold)
+    gated = tuple(d for d in domains if d[1] >= floor)[: settings.max_retrievers]
+    if not gated or gated[0][1] < settings.threshold:
         best = domains[0]
         return RetrievalDecision(
             off, (), f"no domain at {settings.threshold:g} (best {best[0]} {best[1]:.2f})"
@@ -108,7 +111,7 @@ def retrieval_decision(
     mode = asked or settings.routes.get(gated[0][0], settings.mode)
     if mode is off:
         return RetrievalDecision(off, (), f"retrieval off for {gated[0][0]}")
-    reason = ", ".join(f"{n} {p:.2f}" for n, p in gated) + f" >= {settings.threshold:g}"
+    reason = ", ".join(f"{n} {p:.2f}" for n, p in gated) + f" (gate {settings.threshold:g})"
     return RetrievalDecision(mode, gated, reason)
 
 

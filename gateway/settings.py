@@ -176,9 +176,14 @@ class RetrievalSettings(_Strict):
     threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="Router probability of the domain to retrieve."
     )
-    max_retrievers: int = Field(
-        default=2, ge=1, le=8, description="Domains searched: those above `threshold`, fused."
+    also_above: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Once gated, further domains at this probability or above are searched too "
+        "and fused.",
     )
+    max_retrievers: int = Field(default=2, ge=1, le=8, description="Domains searched, at most.")
     k: int = Field(default=5, ge=1, le=50, description="Passages returned or put in context.")
     context_chars: int = Field(
         default=6000, ge=200, le=200_000, description="Passage text put in context (at most)."

@@ -167,3 +167,31 @@ def test_a_missing_or_corrupt_index_is_refused_naming_it(
             error = refused.json()["error"]
             assert error["param"] == "options.index" and str(index) in error["message"]
         assert ask(gw, MEDICAL).headers["x-coe-retrievers"] == "med"  # still serving
+
+
+def test_the_gate_and_the_domains_searched() -> None:
+    from experts.chat import ChatRequest, Message
+    from gateway.retrieval import retrieval_decision
+    from gateway.settings import RetrievalSettings
+    from registry.spec import ExpertKind, ExpertSpec
+    from routers.base import ExpertTable, RouteDecision
+
+    specs = tuple(
+        ExpertSpec(name=n, kind=ExpertKind.RETRIEVER, options={"index": f"/i/{n}"}, exemplars=["x"])
+        for n in ("med", "cran", "cacm")
+    )
+    table = ExpertTable(1, specs)
+    request = ChatRequest((Message("user", "q"),))
+    settings = RetrievalSettings()  # gate 0.5, also_above 0.2, at most 2
+
+    def decide(probabilities: dict[str, float], **kw: Any) -> Any:
+        route = RouteDecision((), tuple(sorted(probabilities.items(), key=lambda x: -x[1])))
+        return retrieval_decision(kw.get("req", request), route, table, table.names(), settings)
+
+    both = decide({"med": 0.6, "cran": 0.25, "cacm": 0.15})
+    assert both.mode.value == "context" and [n for n, _ in both.retrievers] == ["med", "cran"]
+    assert [n for n, _ in decide({"med": 0.75, "cran": 0.15}).retrievers] == ["med"]
+    unsure = decide({"med": 0.45, "cran": 0.4})
+    assert unsure.mode.value == "off" and not unsure.retrievers and "best med 0.45" in unsure.reason
+    asked = decide({"med": 0.9}, req=ChatRequest((Message("user", "q"),), retrieval="passages"))
+    assert asked.mode.value == "passages"
