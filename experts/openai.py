@@ -23,6 +23,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
+from opentelemetry import propagate
 
 from experts import openai_wire
 from experts.base import ExpertHealth
@@ -262,9 +263,11 @@ class OpenAIExpert:
         }
 
     def _request_headers(self, request: ChatRequest) -> Mapping[str, str]:
-        if not request.request_id:
-            return self._headers
-        return {**self._headers, "X-Request-Id": request.request_id}
+        headers = dict(self._headers)
+        if request.request_id:
+            headers["X-Request-Id"] = request.request_id
+        propagate.inject(headers)  # W3C traceparent of the current span; none when tracing is off
+        return headers
 
     def _status_error(self, status: int, body: bytes) -> ExpertError:
         return status_error(status, body, expert=self.name, redact=self._api_key)

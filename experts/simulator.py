@@ -97,6 +97,7 @@ class SimulatorStats:
     streams_failed: int = 0
     """Streams that failed on purpose (mid-stream fail modes)."""
     last_request_body: dict[str, Any] | None = None
+    last_request_headers: dict[str, str] | None = None
 
 
 class Simulation:

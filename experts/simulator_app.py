@@ -219,6 +219,7 @@ async def _parse(request: Request, stats: SimulatorStats) -> _ChatCompletionRequ
     except ValueError:
         return _error_response(400, "request body is not JSON", "BadRequestError")
     stats.last_request_body = raw if isinstance(raw, dict) else None
+    stats.last_request_headers = dict(request.headers)
     try:
         return _ChatCompletionRequest.model_validate(raw)
     except ValidationError as exc:

@@ -9,6 +9,7 @@ reverse. Nothing is built at import time.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from experts.base import Expert
 from experts.errors import ExpertError
 from experts.factory import build_expert
 from experts.retriever import RetrieverStore, with_pilots
+from gateway import tracing
 from gateway.affinity import Affinity, affinity_store
 from gateway.errors import GatewayError, HttpError, error_from_exception, http_error
 from gateway.limits import BodyLimitMiddleware
@@ -56,9 +58,13 @@ def create_app(settings: Settings, *, router: Router | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _resources(settings, router) as state:
-            app.state.coe = state
-            yield
+        tracing.start(os.environ)  # off unless OTEL_TRACES_EXPORTER names one (gateway/tracing.py)
+        try:
+            async with _resources(settings, router) as state:
+                app.state.coe = state
+                yield
+        finally:
+            tracing.stop()
 
     app = FastAPI(title="coe-gateway", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.server.max_body_bytes)

@@ -18,7 +18,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +28,7 @@ import yaml
 
 from gateway.cli_index import register as register_index
 from gateway.cli_routing import register as register_routing
+from gateway.logs import setup_logging
 from gateway.settings import ConfigError, Settings, load_settings
 from registry.base import RegistryError
 from registry.factory import registry_from_url
@@ -99,15 +99,16 @@ def serve(
     server = settings.server.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
-    logging.basicConfig(
-        level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(server.log_level, server.log_format)
+    # json: uvicorn's own text formatters stay out; its loggers propagate to the JSON root
+    extra: dict[str, Any] = {"log_config": None} if server.log_format == "json" else {}
     uvicorn.run(
         create_app(settings),
         host=server.host,
         port=server.port,
         log_level=server.log_level,
         timeout_graceful_shutdown=30,
+        **extra,
     )
 
 

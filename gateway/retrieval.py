@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from experts.chat import ChatRequest, Message
 from experts.errors import ExpertError
 from experts.retriever import RetrieverExpert
+from gateway import tracing
 from gateway.pool import ExpertPool
 from gateway.retrieval_mode import RetrievalMode
 from gateway.settings import RetrievalSettings
@@ -122,10 +123,12 @@ async def retrieve(
     answered (a failing one is dropped and logged)."""
 
     async def search(name: str) -> list[Passage]:
-        async with pool.lease(name) as expert:
-            if not isinstance(expert, RetrieverExpert):
-                raise TypeError(f"{name!r} is not a retriever")
-            return await expert.search(query, k)
+        spec = pool.table.get(name)
+        with tracing.span("coe.expert_call", {"coe.role": "retriever"}, expert=spec):
+            async with pool.lease(name) as expert:
+                if not isinstance(expert, RetrieverExpert):
+                    raise TypeError(f"{name!r} is not a retriever")
+                return await expert.search(query, k)
 
     found = await asyncio.gather(
         *(search(name) for name, _ in decision.retrievers), return_exceptions=True

@@ -32,12 +32,14 @@ import anyio.to_thread
 from experts.chat import ChatDelta, ChatRequest, ChatResult, Message, Usage
 from experts.errors import ExpertError, UpstreamRejected
 from experts.retriever import passage_json
+from gateway import tracing
 from gateway.affinity import Affinity, tool_call_ids
 from gateway.answers import Answer, AnswerMeta, AnswerStream, whole_as_stream
 from gateway.errors import ModelNotFound, NoHealthyExpert, error_from_exception
 from gateway.fusion.base import FusionPlan
 from gateway.fusion.plan import fusion_plan
 from gateway.fusion.runner import run_fusion
+from gateway.logs import REQUEST_ID
 from gateway.metrics import Metrics
 from gateway.pool import ExpertPool
 from gateway.retrieval import (
@@ -218,12 +220,15 @@ class ChatService:
     async def decide(self, query: str) -> RouteDecision:
         """Run the router off the event loop on the current registry table."""
         table = await self.pool.sync()
-        decision = await anyio.to_thread.run_sync(self.router.route, query, table)
+        with tracing.span("coe.route", {"coe.router": self.router.name}) as span:
+            decision = await anyio.to_thread.run_sync(self.router.route, query, table)
+            span.set_route(decision)
         self.metrics.route_latency.labels(self.router.name).observe(decision.latency_ms / 1000)
         return decision
 
     async def _plan(self, request: ChatRequest) -> _Plan:
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        REQUEST_ID.set(request_id)  # JSON log lines of this request carry it (gateway/logs.py)
         if not request.routed:
             await self.pool.sync()
             if not self.pool.has(request.model):
@@ -268,7 +273,7 @@ class ChatService:
     async def _complete(self, request: ChatRequest, plan: _Plan) -> Answer:
         """A whole answer from the first candidate that gives one."""
 
-        async def attempt(name: str, started: float) -> Answer:
+        async def attempt(name: str, started: float, call: tracing.Span) -> Answer:
             async with self.pool.lease(name) as expert:
                 result = await expert.chat(request)
             self.pool.record(name, None)
@@ -282,7 +287,7 @@ class ChatService:
     async def _open_stream(self, request: ChatRequest, plan: _Plan) -> AnswerStream:
         """A stream on the first candidate that yields a first delta."""
 
-        async def attempt(name: str, started: float) -> AnswerStream:
+        async def attempt(name: str, started: float, call: tracing.Span) -> AnswerStream:
             stack = contextlib.AsyncExitStack()
             try:
                 expert = await stack.enter_async_context(self.pool.lease(name))
@@ -292,8 +297,10 @@ class ChatService:
                 await stack.aclose()
                 raise
             self.metrics.ttft.labels(name, plan.category).observe(time.perf_counter() - started)
+            call.keep_open()  # the expert-call span ends with the stream
 
             async def on_end(error: BaseException | None, tool_calls: list[str]) -> None:
+                call.end(error)
                 self._stream_ended(name, plan, started, error)
                 if error is None and request.routed:
                     await self.affinity.record(request, name, tool_calls)
@@ -303,17 +310,24 @@ class ChatService:
         return await self._first_success(plan, attempt, stream=True)
 
     async def _first_success(
-        self, plan: _Plan, attempt: Callable[[str, float], Awaitable[T]], *, stream: bool
+        self,
+        plan: _Plan,
+        attempt: Callable[[str, float, tracing.Span], Awaitable[T]],
+        *,
+        stream: bool,
     ) -> T:
-        """`attempt(name, started)` on each candidate in turn until one succeeds. A failure
-        before the first byte moves on; the upstream's rejection of the request (4xx) is final."""
+        """`attempt(name, started, span)` on each candidate in turn (one `coe.expert_call` span
+        each) until one succeeds. A failure before the first byte moves on; the upstream's
+        rejection of the request (4xx) is final."""
         last: ExpertError | None = None
         for index, name in enumerate(plan.candidates):
             if index:
                 self.metrics.fallbacks.labels("expert_failed").inc()
             started = time.perf_counter()
+            role = {"coe.role": "failover" if index else "primary"}
             try:
-                return await attempt(name, started)
+                with tracing.span("coe.expert_call", role, expert=plan.table.get(name)) as call:
+                    return await attempt(name, started, call)
             except UpstreamRejected as exc:
                 self._observe(name, plan, exc.status, started, stream=stream)
                 raise

@@ -66,6 +66,9 @@ class ServerSettings(_Strict):
         default=MAX_BODY_BYTES, ge=1024, description="Larger request bodies get 413."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per log line, with the request id."
+    )
 
 
 class RegistrySettings(_Strict):

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from experts.chat import ChatDelta, ChatRequest, ChatResult, Usage
 from experts.errors import ExpertError, ExpertTimeout
+from gateway import tracing
 from gateway.fusion.base import Candidate
 from gateway.pool import ExpertPool
 from routers.embedder import Embedder
@@ -81,34 +82,47 @@ class PoolCalls:
         raise failure or ExpertTimeout("no candidate answered before the fusion deadline")
 
     async def call(self, expert: str, request: ChatRequest) -> ChatResult:
-        return (await self._candidate(expert, replace(request, stream=False))).result
+        whole = replace(request, stream=False)
+        return (await self._candidate(expert, whole, role="fusion")).result
 
     async def stream(self, expert: str, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         started = time.perf_counter()
         self.calls += 1
+        with self._span(expert, "fusion") as call:
+            call.keep_open()  # a generator: current only around each step, ended below
         try:
             async with (
                 self.pool.lease(expert) as leased,
                 contextlib.aclosing(leased.stream(_counted(request))) as deltas,
             ):
-                async for delta in deltas:
+                while True:
+                    with tracing.current(call):
+                        delta = await anext(deltas, None)
+                    if delta is None:
+                        break
                     if delta.usage is not None:
                         self._add(delta.usage)
                     yield delta
-        except ExpertError as exc:
-            self.observe(expert, exc, started)
+        except BaseException as exc:
+            call.end(exc)
+            if isinstance(exc, ExpertError):
+                self.observe(expert, exc, started)
             raise
+        call.end()
         self.observe(expert, None, started)
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         return np.asarray(self.embedder.embed(list(texts)), dtype=np.float32)
 
-    async def _candidate(self, expert: str, request: ChatRequest) -> Candidate:
+    async def _candidate(
+        self, expert: str, request: ChatRequest, role: str = "candidate"
+    ) -> Candidate:
         started = time.perf_counter()
         self.calls += 1
         try:
-            async with self.pool.lease(expert) as leased:
-                result = await leased.chat(request)
+            with self._span(expert, role):
+                async with self.pool.lease(expert) as leased:
+                    result = await leased.chat(request)
         except ExpertError as exc:
             self.observe(expert, exc, started)
             raise
@@ -118,6 +132,11 @@ class PoolCalls:
             self._add(result.usage)
         self.fastest_s = seconds if self.fastest_s is None else min(self.fastest_s, seconds)
         return Candidate(expert, result, seconds)
+
+    def _span(self, expert: str, role: str) -> contextlib.AbstractContextManager[tracing.Span]:
+        """The `coe.expert_call` span of one call (gateway/tracing.py)."""
+        spec = self.pool.table.get(expert)
+        return tracing.span("coe.expert_call", {"coe.role": role}, expert=spec)
 
     async def _wait(self, tasks: list[asyncio.Task[Candidate]]) -> None:
         """Until every task is done or the deadline passed; ClientGone when the client left."""

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from gateway import tracing
 from gateway.answers import Answer, AnswerMeta
 from gateway.deps import StateDep
 from gateway.fusion.calls import ClientGone
@@ -81,7 +82,11 @@ async def chat_completions(
         log.debug("passing through non-standard fields: %s", ", ".join(body.extra_fields()))
     request = replace(body.to_domain(), conversation=x_coe_conversation or None)
     try:
-        answer = await state.service.answer(request, disconnected=http.is_disconnected)
+        with tracing.span("coe.chat", parent=tracing.extract(http.headers)) as span:
+            answer = await state.service.answer(request, disconnected=http.is_disconnected)
+            meta = answer.meta
+            span.set({"coe.request_id": meta.request_id, "coe.category": meta.category})
+            span.set({"coe.expert": meta.expert, "coe.fusion": meta.fusion})
     except ClientGone:
         return Response(status_code=499)  # nobody is listening; every expert call was cancelled
     if isinstance(answer, Answer):
