@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from experts.chat import ChatRequest, Message
 from experts.errors import ExpertError
-from experts.retriever import RetrieverExpert
+from experts.retriever import RetrieverExpert, passages_text
 from gateway import tracing
 from gateway.pool import ExpertPool
 from gateway.retrieval_mode import RetrievalMode
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["Cited", "RetrievalDecision", "retrieval_decision", "retrieve", "with_context"]
 
 log = logging.getLogger("coe.retrieval")
-RRF_K = 60
 _INSTRUCTION = (
     "Answer the user's question using the passages below when they are relevant. Cite every "
     "passage you use by its id in square brackets, for example [{example}]. If the passages do "
@@ -147,25 +146,23 @@ async def retrieve(
 
 
 def fuse(rankings: Sequence[tuple[str, float, Sequence[Passage]]], k: int) -> list[Cited]:
-    """Weighted reciprocal-rank fusion: score = sum of weight / (60 + rank) (one ranking: its
-    own order)."""
-    scores: dict[tuple[str, str], float] = {}
+    """Weighted reciprocal-rank fusion (`experts.retrieval.fusion`): score = sum of weight /
+    (60 + rank) (one ranking: its own order)."""
+    # imported here: the experts.retrieval package is loaded only once a retriever is used
+    from experts.retrieval.fusion import reciprocal_rank_fusion
+
     passages: dict[tuple[str, str], Passage] = {}
-    for name, weight, ranking in rankings:
-        for rank, passage in enumerate(ranking, start=1):
-            key = (name, passage.id)
-            scores[key] = scores.get(key, 0.0) + weight / (RRF_K + rank)
-            passages.setdefault(key, passage)
-    best = sorted(scores, key=lambda key: -scores[key])[:k]
-    shared = {pid for _, pid in best if sum(1 for _, other in best if other == pid) > 1}
+    for name, _, ranking in rankings:
+        for passage in ranking:
+            passages.setdefault((name, passage.id), passage)
+    fused = reciprocal_rank_fusion(
+        [[(name, p.id) for p in ranking] for name, _, ranking in rankings],
+        weights=[weight for _, weight, _ in rankings],
+    )[:k]
+    ids = [pid for (_, pid), _ in fused]
     return [
-        Cited(
-            name,
-            passages[(name, pid)],
-            f"{name}:{pid}" if pid in shared else pid,
-            scores[(name, pid)],
-        )
-        for name, pid in best
+        Cited(name, passages[(name, pid)], f"{name}:{pid}" if ids.count(pid) > 1 else pid, score)
+        for (name, pid), score in fused
     ]
 
 
@@ -188,6 +185,4 @@ def with_context(request: ChatRequest, cited: Sequence[Cited], chars: int) -> Ch
 
 def answer_text(cited: Sequence[Cited]) -> str:
     """Mode `passages`: the assistant message listing the passages."""
-    from experts.retriever import passages_text
-
     return passages_text([(c.retriever, replace(c.passage, id=c.cite)) for c in cited])

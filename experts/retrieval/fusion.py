@@ -13,19 +13,27 @@ deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 __all__ = ["RRF_K", "reciprocal_rank_fusion"]
 
 RRF_K = 60
+Item = TypeVar("Item", bound=Hashable)
 
 
 def reciprocal_rank_fusion(
-    rankings: Sequence[Sequence[int]], *, k: int = RRF_K
-) -> list[tuple[int, float]]:
-    """(item, fused score) for every item of `rankings` (each best first), best first."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
+    rankings: Sequence[Sequence[Item]],
+    *,
+    k: int = RRF_K,
+    weights: Sequence[float] | None = None,
+) -> list[tuple[Item, float]]:
+    """(item, fused score) for every item of `rankings` (each best first), best first.
+    `weights` (one per ranking, default 1) scale each ranking's contributions: weighted RRF, as
+    the gateway fuses several domains' results by the router's probabilities."""
+    scores: dict[Item, float] = {}
+    for i, ranking in enumerate(rankings):
+        weight = 1.0 if weights is None else weights[i]
         for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda pair: -pair[1])
