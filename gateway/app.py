@@ -29,6 +29,7 @@ from experts.factory import build_expert
 from experts.retriever import RetrieverStore, with_pilots
 from gateway import tracing
 from gateway.affinity import Affinity, affinity_store
+from gateway.discovery import kubernetes_discovery
 from gateway.errors import GatewayError, HttpError, error_from_exception, http_error
 from gateway.limits import BodyLimitMiddleware
 from gateway.metrics import Metrics
@@ -120,14 +121,12 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
                 settings, registry, the_router, pool, service, metrics, http, started_at=time.time()
             )
             try:
-                # The embedder loads before any expert starts: transformers model loading is not
-                # safe to run beside another load in the same process (see experts/local.py).
-                await _warm_up(the_router, ExpertTable(revision=-1, experts=()))
-                table = await pool.sync()
-                await _warm_up(the_router, table)
-                state.ready = True
-                log.info("ready: router %s, %d experts", the_router.name, len(table.experts))
-                yield state
+                async with kubernetes_discovery(
+                    settings.discovery.kubernetes, registry, pool.check
+                ) as discovery:
+                    state.discovery = discovery
+                    async with _serving(state, the_router, pool):
+                        yield state
             finally:
                 state.ready = False
                 await pool.aclose()
@@ -135,6 +134,24 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
     finally:
         await store.aclose()
         await registry.aclose()
+
+
+@asynccontextmanager
+async def _serving(
+    state: GatewayState, the_router: Router, pool: ExpertPool
+) -> AsyncIterator[None]:
+    """Warm up, then ready until the block ends."""
+    # The embedder loads before any expert starts: transformers model loading is not safe to
+    # run beside another load in the same process (see experts/local.py).
+    await _warm_up(the_router, ExpertTable(revision=-1, experts=()))
+    table = await pool.sync()
+    await _warm_up(the_router, table)
+    state.ready = True
+    log.info("ready: router %s, %d experts", the_router.name, len(table.experts))
+    try:
+        yield
+    finally:
+        state.ready = False
 
 
 async def _seed(registry: Registry, settings: Settings) -> None:

@@ -189,6 +189,11 @@ async def _direct(config: Path | None, action: str, payload: Any = None) -> Any:
         if action == "add":
             await registry.add(payload)
             return payload.model_dump(mode="json")
+        current = await registry.get(payload)
+        if current is not None and current.managed_by is not None:  # discovery would re-add it
+            raise RegistryError(
+                f"expert {payload!r} is managed by {current.managed_by}: change or remove it there"
+            )
         return (await registry.remove(payload)).model_dump(mode="json")
     finally:
         await registry.aclose()

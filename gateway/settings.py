@@ -32,7 +32,9 @@ from routers.config import RouterConfig
 __all__ = [
     "AffinitySettings",
     "ConfigError",
+    "DiscoverySettings",
     "FusionSettings",
+    "KubernetesDiscoverySettings",
     "LocalSettings",
     "RegistrySettings",
     "ServerSettings",
@@ -193,6 +195,37 @@ class RetrievalSettings(_Strict):
     )
 
 
+class KubernetesDiscoverySettings(_Strict):
+    """Labelled Services as experts (`registry/k8s_discovery.py`)."""
+
+    enabled: bool = False
+    namespaces: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Namespaces watched; empty: the pod's own (its service account's).",
+    )
+    label: str = Field(
+        default="coe.io/expert",
+        min_length=1,
+        description="Label selector of expert Services; the label's value is the expert's name.",
+    )
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="A kubeconfig file; None: the in-cluster service account in a pod, else "
+        "$KUBECONFIG or ~/.kube/config.",
+    )
+    watch_timeout_s: int = Field(default=300, ge=1, le=3600)
+    resync_s: float = Field(default=600.0, gt=0, description="A full LIST this often.")
+    retry_s: float = Field(default=1.0, gt=0, description="First backoff after an error.")
+    initial_sync_s: float = Field(
+        default=10.0, ge=0, description="At start, wait this long for the first LIST."
+    )
+
+
+class DiscoverySettings(_Strict):
+    kubernetes: KubernetesDiscoverySettings = Field(default_factory=KubernetesDiscoverySettings)
+
+
 class LocalSettings(_Strict):
     """In-process models (`kind: local` experts)."""
 
@@ -225,6 +258,7 @@ class Settings(BaseSettings):
     affinity: AffinitySettings = Field(default_factory=AffinitySettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     experts: list[ExpertSpec] = Field(
         default_factory=list, description="Experts seeded into an empty registry on first start."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -12,6 +13,9 @@ from gateway.service import ChatService
 from gateway.settings import Settings
 from registry.base import Registry
 from routers.base import Router
+
+if TYPE_CHECKING:
+    from registry.k8s_watch import KubernetesDiscovery
 
 __all__ = ["GatewayState"]
 
@@ -27,3 +31,4 @@ class GatewayState:
     http: httpx.AsyncClient
     ready: bool = False
     started_at: float = field(default=0.0)
+    discovery: KubernetesDiscovery | None = None

@@ -82,6 +82,12 @@ class ExpertSpec(BaseModel):
         default_factory=dict,
         description="Kind-specific settings (simulator delays, local generation defaults, ...).",
     )
+    managed_by: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]+:[^\s]{1,300}$",
+        description="Set by a discovery source (`kubernetes:<namespace>/<service>`): the source "
+        "adds, changes and removes this expert; the admin API does not.",
+    )
 
     @model_validator(mode="after")
     def _check_kind(self) -> ExpertSpec:

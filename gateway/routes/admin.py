@@ -21,6 +21,11 @@ async def list_experts(state: StateDep, _: AdminDep) -> list[ExpertSpec]:
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def add_expert(spec: ExpertSpec, state: StateDep, _: AdminDep) -> ExpertSpec:
     """Routable on the next request: the pool re-syncs before answering."""
+    if spec.managed_by is not None:
+        raise InvalidRequest(
+            "managed_by is set by a discovery source, not through the admin API",
+            param="managed_by",
+        )
     if await state.registry.get(spec.name) is not None:
         raise Conflict(f"an expert named {spec.name!r} already exists", code="expert_exists")
     spec = await _with_pilots(spec)
@@ -44,6 +49,7 @@ async def update_expert(
 ) -> ExpertSpec:
     current = await state.registry.get(name)
     if current is not None:
+        _not_managed(current)
         changed = patch.apply(current)
         pilots = await _with_pilots(changed)
         if pilots.exemplars != changed.exemplars:
@@ -57,9 +63,21 @@ async def update_expert(
 @router.delete("/{name}")
 async def remove_expert(name: str, state: StateDep, _: AdminDep) -> ExpertSpec:
     """New requests stop at once; requests in flight on it finish."""
+    current = await state.registry.get(name)
+    if current is not None:
+        _not_managed(current)
     spec = await state.registry.remove(name)
     await state.pool.sync()
     return spec
+
+
+def _not_managed(spec: ExpertSpec) -> None:
+    """A discovered expert follows its source: a change here would be undone by the next event."""
+    if spec.managed_by is not None:
+        raise Conflict(
+            f"expert {spec.name!r} is managed by {spec.managed_by}: change or remove it there",
+            code="expert_managed",
+        )
 
 
 async def _with_pilots(spec: ExpertSpec) -> ExpertSpec:

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from gateway.settings import load_settings
+from registry.k8s_services import spec_from_service
 from registry.spec import ExpertKind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,12 +150,13 @@ def test_default_values_render_valid_manifests(tools: Path, tmp_path: Path) -> N
     manifests = _template(tools)
     _validate(manifests)
     kinds = {m["kind"] for m in manifests}
-    assert {"Deployment", "Service", "ConfigMap", "ServiceAccount", "Role", "RoleBinding"} <= kinds
-    assert "StatefulSet" not in kinds  # no bundled Redis by default
+    assert {"Deployment", "Service", "ConfigMap", "ServiceAccount"} <= kinds
+    assert not {"StatefulSet", "Role"} & kinds  # no bundled Redis, no discovery by default
     settings = _load_with_gateway(_gateway_config(manifests), tmp_path)
     assert settings.registry.url.startswith("sqlite:///var/lib/coe-gateway/")
 
     pod = _gateway_deployment(manifests)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False  # no API access without discovery
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["topologySpreadConstraints"]
@@ -216,6 +218,49 @@ def test_production_values(tools: Path, tmp_path: Path) -> None:
     env = _gateway_deployment(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]
     from_secret = {e["name"] for e in env if "secretKeyRef" in e.get("valueFrom", {})}
     assert {"COE_ADMIN_KEY", "OPENAI_API_KEY", "QWEN_MATH_KEY"} <= from_secret
+
+
+def test_discovery_registers_the_charts_vllm_services(tools: Path, tmp_path: Path) -> None:
+    """With discovery on, each vLLM Service describes (through the gateway's own discovery code)
+    the expert config.experts would have listed; the token is mounted, the Role reads Services."""
+    production = str(CI_VALUES / "production-values.yaml")
+    manifests = _template(tools, "-f", production, "--set", "discovery.enabled=true")
+    _validate(manifests)
+    settings = _load_with_gateway(_gateway_config(manifests), tmp_path)
+    assert settings.discovery.kubernetes.enabled
+    assert settings.discovery.kubernetes.namespaces == ["llm"]
+    configured = {e.name for e in settings.experts}
+    assert "sql-lora" in configured and not {"qwen-math", "llama-code"} & configured
+
+    without = _template(tools, "-f", production)
+    listed = {e.name: e for e in _load_with_gateway(_gateway_config(without), tmp_path).experts}
+    labelled = [
+        svc for svc in _by_kind(manifests, "Service").values() if "coe.io/expert" in _labels(svc)
+    ]
+    assert sorted(_labels(svc)["coe.io/expert"] for svc in labelled) == ["llama-code", "qwen-math"]
+    for svc in labelled:
+        svc["metadata"]["namespace"] = "llm"  # helm template leaves it to the install
+        found = spec_from_service(svc)
+        before = listed[found.name]
+        assert found.endpoint == f"http://{svc['metadata']['name']}.llm.svc:8000/v1"
+        fields = ("kind", "model", "categories", "cost", "timeout_s", "max_concurrency")
+        assert [getattr(found, f) for f in fields] == [getattr(before, f) for f in fields]
+        assert found.api_key_env == before.api_key_env
+
+    pod = _gateway_deployment(manifests)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True
+    (role,) = _by_kind(manifests, "Role").values()
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]}
+    ]
+    (binding,) = _by_kind(manifests, "RoleBinding").values()
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+
+
+def _labels(manifest: Manifest) -> dict[str, str]:
+    labels = manifest["metadata"].get("labels") or {}
+    assert isinstance(labels, dict)
+    return labels
 
 
 def test_prometheus_rules_use_gateway_metrics(tools: Path) -> None:
@@ -291,6 +336,8 @@ TEMPLATE = "template"  # refused by a template `fail`: helm 4's lint only logs t
         (["--set", "experts.vllm[0].name=Bad_Name,experts.vllm[0].model=m"], "name", SCHEMA),
         (["--set", "experts.vllm[0].name=x"], "model", SCHEMA),
         (["--set", "secrets.adminKey=short"], "adminKey", SCHEMA),
+        (["--set-string", "discovery.enabled=yes"], "discovery", SCHEMA),
+        (["--set", "discovery.namespace=x"], "namespace", SCHEMA),
         (["--set", "replicaCount=3"], "replicaCount", TEMPLATE),
         (["--set", "autoscaling.enabled=true"], "autoscaling.maxReplicas", TEMPLATE),
     ],

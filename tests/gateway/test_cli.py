@@ -151,3 +151,27 @@ def test_config_check_names_a_retriever_without_its_index(tmp_path: Path) -> Non
     result = runner.invoke(app, ["config", "check", str(config)])
     assert result.exit_code == 2
     assert f"experts[1] (med) options.index: {missing}: no such index directory" in result.output
+
+
+def test_direct_remove_refuses_a_discovered_expert(tmp_path: Path) -> None:
+    import asyncio
+
+    from registry.factory import registry_from_url
+    from registry.spec import ExpertSpec
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    config = write_config(tmp_path, [], registry={"url": url})
+
+    async def add_discovered() -> None:
+        registry = registry_from_url(url)
+        await registry.open()
+        spec = {"name": "coder", "kind": "vllm", "endpoint": "http://coder.coe.svc:8000/v1"}
+        await registry.add(ExpertSpec(**spec, managed_by="kubernetes:coe/vllm-code"))
+        await registry.aclose()
+
+    asyncio.run(add_discovered())
+    removed = runner.invoke(app, ["experts", "remove", "coder", "-c", str(config)])
+    assert removed.exit_code == 1
+    assert "managed by kubernetes:coe/vllm-code" in removed.output
+    listed = runner.invoke(app, ["experts", "list", "--json", "-c", str(config)])
+    assert [row["name"] for row in json.loads(listed.output)] == ["coder"]

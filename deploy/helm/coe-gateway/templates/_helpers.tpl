@@ -126,7 +126,7 @@ coe.io/expert: {{ .expert.name }}
 {{- if .apiKeyEnv -}}{{- $_ := set $e "api_key_env" .apiKeyEnv -}}{{- end -}}
 {{- if .systemPrompt -}}{{- $_ := set $e "system_prompt" .systemPrompt -}}{{- end -}}
 {{- if .options -}}{{- $_ := set $e "options" .options -}}{{- end -}}
-{{- $experts = append $experts $e -}}
+{{- if not $root.Values.discovery.enabled -}}{{- $experts = append $experts $e -}}{{- end -}}
 {{- range ((.lora).adapters) -}}
 {{- if .categories -}}
 {{- $a := dict "name" .name "kind" "vllm" "endpoint" $endpoint "model" .name "categories" .categories "cost" (default 1.0 .cost) -}}
@@ -135,5 +135,9 @@ coe.io/expert: {{ .expert.name }}
 {{- end -}}
 {{- end -}}
 {{- $_ := set $cfg "experts" $experts -}}
+{{- if .Values.discovery.enabled -}}
+{{- $k8s := dict "enabled" true "namespaces" (list .Release.Namespace) -}}
+{{- $_ := set $cfg "discovery" (dict "kubernetes" $k8s) -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
