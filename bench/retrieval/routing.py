@@ -2,9 +2,10 @@
 
     cd /work/main && PYTHONPATH=. HF_HUB_OFFLINE=1 .venv/bin/python -m bench.retrieval.routing
 
-Writes results/routing.json and results/routing.png. About 4 minutes on 2 CPUs once the
-document and query embeddings are in the `EmbeddingCache` (~/.cache/coe-gateway/embeddings or
-$COE_EMBED_CACHE); a cold first run embeds the 7,095 documents first (~10 minutes more here).
+Writes results/routing.json and results/routing.png (`routing_report.py`). About 2-4 minutes on
+2 CPUs once the document and query embeddings are in the `EmbeddingCache`
+(~/.cache/coe-gateway/embeddings or $COE_EMBED_CACHE); a cold first run embeds the 7,095
+documents first (~15 minutes more here).
 
 Each of MED, CISI, CRAN and CACM (`bench.retrieval.classic_ir`, two data defects repaired) is
 one domain retriever, indexed with `experts.retrieval.build_index` (dense, lexical, hybrid;
@@ -13,11 +14,15 @@ all-MiniLM-L6-v2). For every judged query (383) and index kind, nDCG@10 and reca
 
 (a) merged   one index over all four corpora (ids `<collection>:<id>`);
 (b) routed   the top-1 domain of the gateway's router;
-(c) fused    the gateway's gate (`gateway.retrieval.retrieval_decision`: the domains with
-             probability >= threshold, at most 2) and its weighted reciprocal-rank fusion
-             (`gateway.retrieval.fuse`, weights = probabilities); the threshold is chosen on one
-             half of the queries and applied to the other (2-fold, both ways), so every query
-             is scored with a threshold chosen without it;
+(c) fused    what the gateway retrieves (`gateway.retrieval`): its gate
+             (`retrieval_decision`: the top domain's probability >= threshold), then, with the
+             default `choose_by: similarity`, every domain searched and the one whose top k=5
+             passages are most similar to the query used, with the next ones whose
+             softmax(mean similarity / 0.05) is >= 0.2, at most 2 (`choose`), merged by
+             similarity (`combine`); also measured with `choose_by: router` (the domains at
+             router probability >= 0.2, weighted reciprocal-rank fusion), the rule before. The
+             gate threshold is chosen on one half of the queries and applied to the other
+             (2-fold, both ways), so every query is scored with a threshold chosen without it;
 (d) oracle   the query's own collection.
 
 The router is the gateway's: a `CentroidRouter` (default `RouterConfig`: temperature 0.05) over
@@ -57,18 +62,19 @@ import statistics
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from bench.retrieval.classic_ir import COLLECTIONS, collection_dir, repaired_corpus
 from bench.retrieval.metrics import ndcg, recall, self_check
+from bench.retrieval.routing_report import plot, summary, target
 from experts.chat import ChatRequest, Message
 from experts.retrieval import Index, IndexKind, Passage, build_index, load_corpus, load_index
 from experts.retriever import with_pilots
-from gateway.retrieval import fuse, retrieval_decision
+from gateway.retrieval import choose, combine, retrieval_decision
 from gateway.settings import RetrievalSettings
 from registry.spec import ExpertKind, ExpertSpec
 from routers.base import ExpertTable, RouteDecision
@@ -91,7 +97,9 @@ DEFAULT_PILOTS = 8
 SENSITIVITY_PILOTS = (8, 32)
 SENSITIVITY_TEMPERATURES = (0.05, 0.1, 0.2)
 LATENCY_WARMUP = 5
-CONDITIONS = ("merged", "routed", "fused", "oracle")
+Rule = Literal["similarity", "router"]
+RULE: Rule = "similarity"
+"""The gateway's default `retrieval.choose_by`; (c) is also measured with `router`."""
 
 Doc = tuple[str, str]
 """(collection, document id): a ranking entry; relevant only in the query's own collection."""
@@ -275,24 +283,46 @@ def confusion(routes: Mapping[Key, RouteDecision], keys: Sequence[Key]) -> dict[
 # ------------------------------------------------------------------------------------- routing
 
 
-def settings(threshold: float) -> RetrievalSettings:
-    return RetrievalSettings(threshold=threshold, max_retrievers=MAX_DOMAINS)
+def settings(threshold: float, rule: Rule = RULE) -> RetrievalSettings:
+    """The gateway's defaults but the gate `threshold`, `max_retrievers` and `choose_by`."""
+    return RetrievalSettings(threshold=threshold, max_retrievers=MAX_DOMAINS, choose_by=rule)
 
 
 def gated(
-    query: Query, route: RouteDecision, table: ExpertTable, threshold: float
+    query: Query, route: RouteDecision, table: ExpertTable, threshold: float, rule: Rule = RULE
 ) -> tuple[tuple[str, float], ...]:
-    """The gateway's retrieval decision: (domain, probability) searched, best first."""
+    """The gateway's retrieval decision: (domain, router probability) searched, best first."""
     request = ChatRequest((Message("user", query.text),))
-    decision = retrieval_decision(request, route, table, table.names(), settings(threshold))
+    decision = retrieval_decision(request, route, table, table.names(), settings(threshold, rule))
     return decision.retrievers
 
 
+def gateway_choice(
+    query: Query,
+    route: RouteDecision,
+    table: ExpertTable,
+    threshold: float,
+    found: Mapping[str, list[Passage]],
+    rule: Rule = RULE,
+) -> tuple[Ranking, tuple[str, ...]]:
+    """What the gateway retrieves (`gateway.retrieval`: gate, search, `choose`, `combine`), cut
+    at DEPTH, and the domains it used, best first."""
+    domains = gated(query, route, table, threshold, rule)
+    rules = settings(threshold, rule)
+    chosen, _ = choose([(n, w, found[n]) for n, w in domains], rules)
+    cited = combine(chosen, DEPTH, rules)
+    return [(c.retriever, c.passage.id) for c in cited], tuple(n for n, _, _ in chosen)
+
+
 def fused_ranking(
-    domains: Sequence[tuple[str, float]], found: Mapping[str, list[Passage]]
+    query: Query,
+    route: RouteDecision,
+    table: ExpertTable,
+    threshold: float,
+    found: Mapping[str, list[Passage]],
+    rule: Rule = RULE,
 ) -> Ranking:
-    cited = fuse([(name, weight, found[name]) for name, weight in domains], DEPTH)
-    return [(c.retriever, c.passage.id) for c in cited]
+    return gateway_choice(query, route, table, threshold, found, rule)[0]
 
 
 def top1(route: RouteDecision) -> str:
@@ -329,7 +359,7 @@ def run_kind(
     merged_found: dict[Key, Ranking] = {}
     for q in data.judged():
         found[q.key] = {
-            c: [Passage(p.id, p.score, "") for p in index.search(q.text, DEPTH)]
+            c: [replace(p, text="", title="", metadata={}) for p in index.search(q.text, DEPTH)]
             for c, index in indexes.items()
         }
         merged_found[q.key] = [
@@ -351,6 +381,7 @@ def choose_thresholds(
     routes: Mapping[Key, RouteDecision],
     table: ExpertTable,
     found: Mapping[Key, Mapping[str, list[Passage]]],
+    rule: Rule = RULE,
 ) -> tuple[dict[int, float], dict[str, Any], dict[Key, Ranking]]:
     """2-fold choice of the gate threshold: for each half, the threshold with the best macro
     nDCG@10 on the *other* half (ties: the higher threshold, fewer searches). Returns the
@@ -359,7 +390,7 @@ def choose_thresholds(
     by_threshold: dict[float, dict[Key, Ranking]] = {}
     for t in THRESHOLDS:
         by_threshold[t] = {
-            q.key: fused_ranking(gated(q, routes[q.key], table, t), found[q.key]) for q in judged
+            q.key: fused_ranking(q, routes[q.key], table, t, found[q.key], rule) for q in judged
         }
     curves: dict[str, Any] = {}
     chosen: dict[int, float] = {}
@@ -384,28 +415,53 @@ def evaluate_kind(data: Data, run: KindRun) -> tuple[dict[str, Any], dict[int, f
     routed = {k: _single(top1(run.routes[k]), run.found[k]) for k in keys}
     oracle = {k: _single(k[0], run.found[k]) for k in keys}
     gateway_default = {
-        q.key: fused_ranking(
-            gated(q, run.routes[q.key], run.table, GATEWAY_THRESHOLD), run.found[q.key]
-        )
+        q.key: fused_ranking(q, run.routes[q.key], run.table, GATEWAY_THRESHOLD, run.found[q.key])
         for q in judged
     }
-    domains_searched = [len(gated(q, run.routes[q.key], run.table, chosen[q.half])) for q in judged]
+    choices = {
+        q.key: gateway_choice(q, run.routes[q.key], run.table, chosen[q.half], run.found[q.key])[1]
+        for q in judged
+    }
+    first = {k: _single(used[0], run.found[k]) for k, used in choices.items() if used}
+    router_chosen, _, router_fused = choose_thresholds(
+        data, run.routes, run.table, run.found, "router"
+    )
     result = {
         "merged": scores(data, run.merged_found, keys),
         "routed": scores(data, routed, keys),
         "fused": scores(data, fused, keys),
         "oracle": scores(data, oracle, keys),
+        "fused_rule": RULE,
+        "fused_chosen_domain_only": scores(data, first, list(first)),
+        "fused_chosen_domain_accuracy": _chosen_accuracy(choices),
+        "fused_domains_used": {
+            str(n): sum(len(u) == n for u in choices.values()) for n in range(MAX_DOMAINS + 1)
+        },
+        "fused_domains_searched": len(gated(judged[0], run.routes[keys[0]], run.table, 0.0)),
         "fused_at_gateway_default_threshold": scores(data, gateway_default, keys),
         "fused_thresholds": {f"half{h}": t for h, t in sorted(chosen.items())},
-        "fused_domains_searched": {
-            str(n): domains_searched.count(n) for n in range(MAX_DOMAINS + 1)
-        },
         "fused_curve_macro_ndcg@10": curves,
+        "fused_router_rule": scores(data, router_fused, keys),
+        "fused_router_rule_thresholds": {f"half{h}": t for h, t in sorted(router_chosen.items())},
         "routing_accuracy_document_pilots": accuracy(run.routes, keys),
         "routing_confusion": confusion(run.routes, keys),
         "pilot_texts": {s.name: len(s.exemplars) for s in run.table.experts},
     }
     return result, chosen
+
+
+def _chosen_accuracy(choices: Mapping[Key, tuple[str, ...]]) -> dict[str, Any]:
+    """How often the first domain the gateway used is the query's own (gated queries only)."""
+    per: dict[str, list[bool]] = {}
+    for key, used in choices.items():
+        if used:
+            per.setdefault(key[0], []).append(used[0] == key[0])
+    by_coll = {c: float(np.mean(v)) for c, v in per.items()}
+    return {
+        "macro": float(np.mean(list(by_coll.values()))),
+        "queries": sum(len(v) for v in per.values()),
+        "by_collection": by_coll,
+    }
 
 
 def _single(domain: str, found: Mapping[str, list[Passage]]) -> Ranking:
@@ -477,7 +533,7 @@ def query_pilot_routing(
             routed = {k: _single(top1(routes[k]), run.found[k]) for k in keys}
             threshold = chosen[run.kind][1 - pilot_half]
             fused = {
-                q.key: fused_ranking(gated(q, routes[q.key], table, threshold), run.found[q.key])
+                q.key: fused_ranking(q, routes[q.key], table, threshold, run.found[q.key])
                 for q in evaluated
             }
             doc_routed = {k: _single(top1(run.routes[k]), run.found[k]) for k in keys}
@@ -527,9 +583,7 @@ def added_domain(
             ):
                 routed = {k: _single(top1(routes[k]), run.found[k]) for k in keys}
                 fused = {
-                    q.key: fused_ranking(
-                        gated(q, routes[q.key], table, chosen[q.half]), run.found[q.key]
-                    )
+                    q.key: fused_ranking(q, routes[q.key], table, chosen[q.half], run.found[q.key])
                     for q in qs
                 }
                 entry[label] = {
@@ -598,8 +652,11 @@ def latency(
             t2 = time.perf_counter()
             indexes[top1(route)].search(q.text, DEPTH)
             t3 = time.perf_counter()
-            domains = gated(q, route, run.table, chosen[run.kind][q.half])
-            fuse([(n, w, indexes[n].search(q.text, DEPTH)) for n, w in domains], DEPTH)
+            threshold = chosen[run.kind][q.half]
+            domains = gated(q, route, run.table, threshold)
+            searched = [(n, w, indexes[n].search(q.text, DEPTH)) for n, w in domains]
+            rules = settings(threshold)
+            combine(choose(searched, rules)[0], DEPTH, rules)
             t4 = time.perf_counter()
             for name, value in (
                 ("merged_search", t1 - t0),
@@ -621,43 +678,6 @@ def _summary(values: list[float]) -> dict[str, float]:
         "median_ms": round(statistics.median(ordered), 2),
         "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
     }
-
-
-# ---------------------------------------------------------------------------------- reporting
-
-
-def plot(payload: Mapping[str, Any], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    kinds = [k.value for k in KINDS]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    width = 0.2
-    for ax, metric in zip(axes[:2], ("ndcg@10", "recall@100"), strict=True):
-        for i, cond in enumerate(CONDITIONS):
-            values = [payload["results"][k][cond]["macro"][metric] for k in kinds]
-            bars = ax.bar(np.arange(len(kinds)) + (i - 1.5) * width, values, width, label=cond)
-            ax.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90, padding=2)
-        ax.set_xticks(np.arange(len(kinds)), kinds)
-        ax.set_title(f"{metric}, macro over 4 collections")
-        ax.set_ylim(0, 1.0)
-    axes[0].legend(loc="upper left", fontsize=8)
-    ax = axes[2]
-    labels = [f"{k}\ndoc pilots" for k in kinds] + ["query pilots\n(A->B)", "query pilots\n(B->A)"]
-    values = [payload["results"][k]["routing_accuracy_document_pilots"]["macro"] for k in kinds]
-    for split in payload["query_pilots"].values():
-        values.append(split["routing_accuracy"]["macro"])
-    bars = ax.bar(range(len(values)), values, color="tab:gray")
-    ax.bar_label(bars, fmt="%.3f", fontsize=8)
-    ax.set_xticks(range(len(values)), labels, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_title("routing accuracy (macro)")
-    fig.suptitle("classic_ir (MED, CISI, CRAN, CACM): merged vs routed vs fused vs oracle")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -730,32 +750,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary(payload))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0
-
-
-def target(results: Mapping[str, Any]) -> dict[str, Any]:
-    """Fused within 1 point (0.01) of the oracle's nDCG@10 and above merged, per kind; the
-    best kind is the one with the best fused nDCG@10 (macro)."""
-    rows = {}
-    for kind, r in results.items():
-        fused, oracle, merged = (r[c]["macro"]["ndcg@10"] for c in ("fused", "oracle", "merged"))
-        rows[kind] = {
-            "fused_minus_oracle_points": round(100 * (fused - oracle), 2),
-            "fused_minus_merged_points": round(100 * (fused - merged), 2),
-            "met": bool(fused >= oracle - 0.01 and fused > merged),
-        }
-    best = max(results, key=lambda k: results[k]["fused"]["macro"]["ndcg@10"])
-    return {"best_kind": best, "met_for_best_kind": rows[best]["met"], "by_kind": rows}
-
-
-def summary(payload: Mapping[str, Any]) -> str:
-    lines = ["kind      " + "  ".join(f"{c:>13}" for c in CONDITIONS) + "  route-acc"]
-    for kind, r in payload["results"].items():
-        cells = "  ".join(
-            f"{r[c]['macro']['ndcg@10']:.3f}/{r[c]['macro']['recall@100']:.3f}" for c in CONDITIONS
-        )
-        lines.append(f"{kind:8}  {cells}  {r['routing_accuracy_document_pilots']['macro']:.3f}")
-    lines.append(json.dumps(payload["target"]))
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

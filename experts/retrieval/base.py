@@ -31,13 +31,17 @@ __all__ = ["Passage", "Retriever"]
 @dataclass(frozen=True)
 class Passage:
     """One search result. `score` is only comparable within one search of one index (cosine for
-    dense, BM25 for lexical, reciprocal-rank score for hybrid)."""
+    dense, BM25 for lexical, reciprocal-rank score for hybrid). `similarity`: the cosine of the
+    query and the passage in the embedder's space (dense and hybrid indexes; None for lexical),
+    comparable across indexes of the same embedder, so the gateway can tell which domain's
+    index answers a query best (`gateway.retrieval.select`)."""
 
     id: str
     score: float
     text: str
     title: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    similarity: float | None = None
 
 
 @runtime_checkable

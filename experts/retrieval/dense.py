@@ -8,6 +8,8 @@ recall for speed behind this same class.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -42,3 +44,11 @@ class DenseIndex:
             np.asarray(scores[0][keep], dtype=np.float32),
             np.asarray(rows[0][keep], dtype=np.int64),
         )
+
+    def similarities(self, query: Vectors, rows: Sequence[int]) -> npt.NDArray[np.float32]:
+        """The cosine of one query vector with each of `rows` (any documents, not only the
+        nearest)."""
+        if not rows:
+            return np.empty(0, dtype=np.float32)
+        vectors = self._index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+        return np.asarray(vectors @ query.reshape(self.dim), dtype=np.float32)

@@ -99,17 +99,30 @@ class Index:
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         if self._dense is not None and self._lexical is not None:
-            depth = max(k, HYBRID_DEPTH)
-            _, dense_rows = self._dense.search(self._embed(query), depth)
-            _, lexical_rows = self._lexical.search(query, depth)
-            fused = reciprocal_rank_fusion([dense_rows.tolist(), lexical_rows.tolist()])[:k]
-            return [self._passages.passage(row, score) for row, score in fused]
+            return self._hybrid(query, k)
         if self._dense is not None:
             scores, rows = self._dense.search(self._embed(query), k)
-        else:
-            assert self._lexical is not None
-            scores, rows = self._lexical.search(query, k)
+            return [
+                self._passages.passage(int(r), float(s), float(s))
+                for r, s in zip(rows, scores, strict=True)
+            ]
+        assert self._lexical is not None
+        scores, rows = self._lexical.search(query, k)
         return [self._passages.passage(int(r), float(s)) for r, s in zip(rows, scores, strict=True)]
+
+    def _hybrid(self, query: str, k: int) -> list[Passage]:
+        """RRF of the dense and lexical top `HYBRID_DEPTH`; each passage's `similarity` is its
+        cosine to the query (also for those only the lexical side found)."""
+        assert self._dense is not None and self._lexical is not None
+        depth = max(k, HYBRID_DEPTH)
+        vector = self._embed(query)
+        dense_scores, dense_rows = self._dense.search(vector, depth)
+        _, lexical_rows = self._lexical.search(query, depth)
+        fused = reciprocal_rank_fusion([dense_rows.tolist(), lexical_rows.tolist()])[:k]
+        cosine = dict(zip(dense_rows.tolist(), dense_scores.tolist(), strict=True))
+        missing = [row for row, _ in fused if row not in cosine]
+        cosine.update(zip(missing, self._dense.similarities(vector, missing).tolist(), strict=True))
+        return [self._passages.passage(row, score, cosine[row]) for row, score in fused]
 
     def _embed(self, query: str) -> Vectors:
         assert self._embedder is not None  # checked by load_index

@@ -59,7 +59,7 @@ class PassageTable:
     def id(self, row: int) -> str:
         return self._ids[row]
 
-    def passage(self, row: int, score: float) -> Passage:
+    def passage(self, row: int, score: float, similarity: float | None = None) -> Passage:
         metadata = json.loads(self._metadata[row])
         return Passage(
             id=self._ids[row],
@@ -67,4 +67,5 @@ class PassageTable:
             text=self._texts[row],
             title=self._titles[row],
             metadata=metadata if isinstance(metadata, dict) else {},
+            similarity=similarity,
         )

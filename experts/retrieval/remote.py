@@ -131,6 +131,7 @@ class RemoteRetriever:
                     text=str(p["text"]),
                     title=str(p.get("title", "")),
                     metadata=dict(p.get("metadata") or {}),
+                    similarity=_similarity(p.get("similarity")),
                 )
                 for p in data["passages"]
             ]
@@ -191,6 +192,15 @@ class RemoteRetriever:
         return RemoteRetrieverError(
             f"{self.base_url}{path}", f"unexpected answer (not a coe index server?): {why}"
         )
+
+
+def _similarity(value: Any) -> float | None:
+    """A passage's optional `similarity` (absent from older servers and lexical indexes)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"similarity {value!r} is not a number")
+    return float(value)
 
 
 def _message(data: Any) -> str:

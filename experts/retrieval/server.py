@@ -1,7 +1,8 @@
 """An index served over HTTP (`coe index serve`), for gateways on other hosts (`RemoteRetriever`).
 
     POST /v1/search   {"query": str, "k": int = 10}
-                      -> {"passages": [{"id", "score", "text", "title", "metadata"}],
+                      -> {"passages": [{"id", "score", "text", "title", "metadata",
+                                        "similarity"}],
                           "index": "dense" | "lexical" | "hybrid", "doc_count": n}
     GET  /v1/index    the manifest summary (`IndexManifest.summary`): kind, embedder_id,
                       doc_count, pilot_texts, params, metrics, created
@@ -110,6 +111,7 @@ def create_app(served: Index | ReloadingRetriever, *, max_k: int = MAX_K) -> Fas
                     "text": p.text,
                     "title": p.title,
                     "metadata": dict(p.metadata),
+                    "similarity": p.similarity,
                 }
                 for p in passages
             ],

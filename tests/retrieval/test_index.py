@@ -125,6 +125,27 @@ def test_hybrid_fuses_both_rankings(
     assert [p.score for p in hybrid] == pytest.approx([s for _, s in fused[:10]])
 
 
+def test_passages_carry_their_cosine_to_the_query(
+    indexes: dict[IndexKind, Path], hashing: HashingEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`similarity`: the cosine for dense and hybrid (also a passage only BM25 found), None for
+    lexical; what the gateway compares across domains."""
+    query = "computer programs for libraries"
+    cosine = {
+        p.id: p.score for p in open_index(indexes, IndexKind.DENSE, hashing).search(query, 40)
+    }
+    dense = open_index(indexes, IndexKind.DENSE, hashing).search(query, 5)
+    assert [p.similarity for p in dense] == [p.score for p in dense]
+    monkeypatch.setattr("experts.retrieval.index.HYBRID_DEPTH", 3)  # each side's top 3 only
+    hybrid = open_index(indexes, IndexKind.HYBRID, hashing).search(query, 6)
+    dense_top3 = [p.id for p in dense[:3]]
+    assert any(p.id not in dense_top3 for p in hybrid)  # found by the lexical side alone
+    for p in hybrid:
+        assert p.similarity == pytest.approx(cosine[p.id], abs=1e-5), p.id
+    lexical = load_index(indexes[IndexKind.LEXICAL]).search(query, 5)
+    assert lexical and all(p.similarity is None for p in lexical)
+
+
 def test_reciprocal_rank_fusion() -> None:
     fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], k=60)
     assert [item for item, _ in fused] == [1, 3, 2]

@@ -59,6 +59,10 @@ def test_remote_results_equal_local_ones(
         for query in QUERIES:
             for k in (1, 5, 20):
                 assert remote.search(query, k) == local.search(query, k), (query, k)
+        similarities = [p.similarity for p in remote.search(QUERIES[0], 5)]
+        assert similarities and all(
+            (s is None) == (kind is IndexKind.LEXICAL) for s in similarities
+        )
         assert remote.pilot_texts == local.pilot_texts
         assert remote.embedder_id == local.embedder_id == "hash-bow"
         np.testing.assert_array_equal(remote.pilots, local.pilots)
