@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
+import httpx
 
 from experts.base import ExpertHealth
 from experts.chat import ChatDelta, ChatRequest, ChatResult, Usage
@@ -73,9 +74,17 @@ class RetrieverStore:
     """The retrievers of the process, one per index directory or endpoint, loaded on first use
     and shared by every expert (and every registry revision) that names it."""
 
-    def __init__(self, embedder: Callable[[], Embedder], *, reload_interval_s: float = 2.0):
+    def __init__(
+        self,
+        embedder: Callable[[], Embedder],
+        *,
+        reload_interval_s: float = 2.0,
+        transport: Callable[[], httpx.BaseTransport] | None = None,
+    ):
         self._embedder = embedder
         self._interval = reload_interval_s
+        self._transport = transport
+        """Builds the HTTP transport of a remote index's client (the gateway's guarded one)."""
         self._loaded: dict[str, Retriever] = {}
         self._lock = threading.Lock()
 
@@ -93,7 +102,8 @@ class RetrieverStore:
         if spec.endpoint:
             from experts.retrieval.remote import RemoteRetriever
 
-            return RemoteRetriever(spec.endpoint, timeout_s=spec.timeout_s)
+            transport = self._transport() if self._transport is not None else None
+            return RemoteRetriever(spec.endpoint, timeout_s=spec.timeout_s, transport=transport)
         from experts.retrieval.reloading import ReloadingRetriever
 
         try:

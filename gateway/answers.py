@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from experts.chat import ChatDelta, ChatResult
+from experts.chat import ChatDelta, ChatResult, Usage
 from gateway.affinity import tool_call_ids
 
 __all__ = ["Answer", "AnswerMeta", "AnswerStream", "whole_as_stream"]
@@ -85,6 +85,8 @@ class AnswerStream:
         self._on_end = on_end
         self._ended = False
         self._tool_call_ids: list[str] = []
+        self.usage: Usage | None = None
+        """The usage the stream reported (its last usage delta), once it came."""
 
     def __aiter__(self) -> AnswerStream:
         return self
@@ -105,6 +107,8 @@ class AnswerStream:
             raise
 
     def _seen(self, delta: ChatDelta) -> ChatDelta:
+        if delta.usage is not None:
+            self.usage = delta.usage
         calls = delta.delta.get("tool_calls")
         if isinstance(calls, list):
             self._tool_call_ids += tool_call_ids([c for c in calls if isinstance(c, dict)])

@@ -29,12 +29,21 @@ from experts.factory import build_expert
 from experts.retriever import RetrieverStore, with_pilots
 from gateway import tracing
 from gateway.affinity import Affinity, affinity_store
+from gateway.auth import Auth, check_exposure
+from gateway.breaker import Breakers, breaker_store
 from gateway.discovery import kubernetes_discovery
 from gateway.errors import GatewayError, HttpError, error_from_exception, http_error
+from gateway.guard import SpecGuard, acheck_configured, check_configured
+from gateway.guarded_http import guarded_client, guarded_sync_transport
+from gateway.key_stores import key_store
 from gateway.limits import BodyLimitMiddleware
 from gateway.metrics import Metrics
-from gateway.pool import ExpertPool
+from gateway.pool import ExpertPool, mark_registry
+from gateway.prober import Prober, probing
+from gateway.quotas import Quotas, RateLimited
 from gateway.routes import admin, chat, health, models, route
+from gateway.routes import keys as key_routes
+from gateway.routes import restore as restore_routes
 from gateway.service import ChatService
 from gateway.settings import Settings
 from gateway.state import GatewayState
@@ -52,10 +61,13 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("coe.app")
 SEEDED = "seeded"
+SEED_ACTOR = "config-seed"
 
 
 def create_app(settings: Settings, *, router: Router | None = None) -> FastAPI:
-    """Build the gateway. `router` overrides the configured one (tests, embedding in apps)."""
+    """Build the gateway. `router` overrides the configured one (tests, embedding in apps).
+    `ConfigError` when a configured expert breaks the `security` rules."""
+    check_configured(SpecGuard(settings.security), settings.experts)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +81,7 @@ def create_app(settings: Settings, *, router: Router | None = None) -> FastAPI:
 
     app = FastAPI(title="coe-gateway", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.server.max_body_bytes)
-    for module in (chat, models, route, admin, health):
+    for module in (chat, models, route, restore_routes, admin, key_routes, health):
         app.include_router(module.router)
     _install_error_handlers(app)
     return app
@@ -77,25 +89,44 @@ def create_app(settings: Settings, *, router: Router | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _resources(settings: Settings, router: Router | None) -> AsyncIterator[GatewayState]:
+    check_exposure(settings.auth, settings.server.host)
     metrics = Metrics()
-    registry = registry_from_url(settings.registry.resolved_url())
+    guard = SpecGuard(settings.security)
+    registry = registry_from_url(
+        settings.registry.resolved_url(), history_max=settings.security.history_max_entries
+    )
     log.info("registry: %s", redact_url(settings.registry.resolved_url()))
     await registry.open()
+    await mark_registry(registry)
     store = affinity_store(settings.registry.resolved_url(), settings.affinity.max_entries)
     await store.open()
+    keys = key_store(settings.registry.resolved_url())
+    await keys.open()
+    quotas = Quotas.for_registry(settings.registry.resolved_url(), settings.limits.on_store_failure)
+    upstream = settings.upstream
+    breakers = Breakers(
+        upstream.breaker_failures,
+        upstream.breaker_cooldown_s,
+        breaker_store(settings.registry.resolved_url()),
+    )
     try:
-        await _seed(registry, settings)
+        await _seed(registry, settings, guard)
         limits = httpx.Limits(
             max_connections=settings.upstream.max_connections,
             max_keepalive_connections=settings.upstream.max_keepalive_connections,
             keepalive_expiry=settings.upstream.keepalive_expiry_s,
         )
-        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as http:
+        client = guarded_client(guard.policy, limits=limits, timeout=httpx.Timeout(60.0))
+        async with client as http:
             local_models = _local_model_store(settings)
             the_router = router or build_router(settings.router)
-            retrievers = RetrieverStore(lambda: the_router.embedder)
+            retrievers = RetrieverStore(
+                lambda: the_router.embedder,
+                transport=lambda: guarded_sync_transport(guard.policy),
+            )
 
             def build(spec: ExpertSpec) -> Expert:
+                guard.check(spec)  # also what was stored by hand or by an older version
                 return build_expert(
                     spec, http=http, local_models=local_models, retrievers=retrievers
                 )
@@ -104,8 +135,7 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
                 registry,
                 build,
                 metrics,
-                breaker_failures=settings.upstream.breaker_failures,
-                breaker_cooldown_s=settings.upstream.breaker_cooldown_s,
+                breakers=breakers,
             )
             affinity = Affinity(store, settings.affinity)
             service = ChatService(
@@ -120,18 +150,26 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
             state = GatewayState(
                 settings, registry, the_router, pool, service, metrics, http, started_at=time.time()
             )
+            state.keys = keys
+            state.auth = Auth(keys, settings.auth, settings.server.host)
+            state.quotas = quotas
             try:
                 async with kubernetes_discovery(
-                    settings.discovery.kubernetes, registry, pool.check
+                    settings.discovery.kubernetes, registry, pool.check, guard.check_resolved
                 ) as discovery:
                     state.discovery = discovery
-                    async with _serving(state, the_router, pool):
+                    prober = Prober(pool, breakers, metrics, settings.health)
+                    state.prober = prober
+                    async with _serving(state, the_router, pool), probing(prober, settings.health):
                         yield state
             finally:
                 state.ready = False
                 await pool.aclose()
                 local_models.close()
     finally:
+        await breakers.store.aclose()
+        await quotas.aclose()
+        await keys.aclose()
         await store.aclose()
         await registry.aclose()
 
@@ -154,13 +192,15 @@ async def _serving(
         state.ready = False
 
 
-async def _seed(registry: Registry, settings: Settings) -> None:
+async def _seed(registry: Registry, settings: Settings, guard: SpecGuard) -> None:
     """On the registry's first start, add the configured experts (once, ever)."""
     if not settings.registry.seed or await registry.get_meta(SEEDED):
         return
-    for spec in settings.experts:
+    for i, spec in enumerate(settings.experts):
         if await registry.get(spec.name) is None:
-            await registry.add(await anyio.to_thread.run_sync(with_pilots, spec))
+            await acheck_configured(guard, i, spec)  # before anything reaches its endpoint
+            spec = await anyio.to_thread.run_sync(with_pilots, spec)
+            await registry.add(spec, actor=SEED_ACTOR)
     await registry.set_meta(SEEDED, "1")
     log.info("seeded the registry with %d configured experts", len(settings.experts))
 
@@ -185,7 +225,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         error = error_from_exception(exc)
         if error.status >= 500:
             log.warning("%s %s -> %d: %s", request.method, request.url.path, error.status, exc)
-        return respond(error)
+        response = respond(error)
+        if isinstance(exc, RateLimited):
+            response.headers["retry-after"] = str(exc.retry_after_s)
+        return response
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError | ValidationError)

@@ -1,7 +1,7 @@
 """`coe`: serve the gateway, manage experts, run the vLLM-API simulator, prepare local weights.
 
 coe serve [--config FILE] [--host H] [--port P]
-coe experts list|add|remove ...      (direct to the configured registry, or --url to a gateway)
+coe experts list|add|remove|history  (direct to the configured registry, or --url to a gateway)
 coe config check [FILE]              validate a config file and print the effective settings
 coe models prepare                   convert SmolLM2 (GGUF -> safetensors) for local/vLLM use
 coe simulate --port P ...            a vLLM-API *simulator* for load and fault tests
@@ -27,17 +27,22 @@ import typer
 import yaml
 
 from gateway.cli_index import register as register_index
+from gateway.cli_keys import register as register_keys
+from gateway.cli_restore import register as register_restore
 from gateway.cli_routing import register as register_routing
 from gateway.logs import setup_logging
 from gateway.settings import ConfigError, Settings, load_settings
 from registry.base import RegistryError
 from registry.factory import registry_from_url
+from registry.history import Change, changed_fields
 from registry.spec import ExpertKind, ExpertSpec
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(help="coe-gateway: a composition-of-experts LLM gateway.", no_args_is_help=True)
-experts_app = typer.Typer(help="Add, list and remove experts.", no_args_is_help=True)
+experts_app = typer.Typer(
+    help="Add, list and remove experts; show the registry's history.", no_args_is_help=True
+)
 config_app = typer.Typer(help="Validate and show configuration.", no_args_is_help=True)
 models_app = typer.Typer(help="Prepare local model weights.", no_args_is_help=True)
 app.add_typer(experts_app, name="experts")
@@ -45,7 +50,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 register_routing(app)
 register_index(app)
+register_keys(app)
+register_restore(experts_app)
 
+CLI_ACTOR = "cli"
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (or env COE_CONFIG).")
 ]
@@ -94,6 +102,7 @@ def serve(
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.auth import check_exposure
 
     settings = _settings(config)
     server = settings.server.model_copy(
@@ -102,6 +111,12 @@ def serve(
     setup_logging(server.log_level, server.log_format)
     # json: uvicorn's own text formatters stay out; its loggers propagate to the JSON root
     extra: dict[str, Any] = {"log_config": None} if server.log_format == "json" else {}
+    settings = settings.model_copy(update={"server": server})
+    try:
+        check_exposure(settings.auth, server.host)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(
         create_app(settings),
         host=server.host,
@@ -180,31 +195,43 @@ def _check(response: httpx.Response) -> Any:
 
 
 async def _direct(config: Path | None, action: str, payload: Any = None) -> Any:
+    from gateway.guard import SpecGuard
+
     settings = _settings(config)
-    registry = registry_from_url(settings.registry.resolved_url())
+    registry = registry_from_url(
+        settings.registry.resolved_url(), history_max=settings.security.history_max_entries
+    )
     await registry.open()
     try:
         if action == "list":
             return [s.model_dump(mode="json") for s in await registry.list()]
+        if action == "history":
+            return [c.model_dump(mode="json") for c in await registry.history(*payload)]
         if action == "add":
-            await registry.add(payload)
+            SpecGuard(settings.security).check_resolved(payload)
+            await registry.add(payload, actor=CLI_ACTOR)
             return payload.model_dump(mode="json")
         current = await registry.get(payload)
         if current is not None and current.managed_by is not None:  # discovery would re-add it
             raise RegistryError(
                 f"expert {payload!r} is managed by {current.managed_by}: change or remove it there"
             )
-        return (await registry.remove(payload)).model_dump(mode="json")
+        return (await registry.remove(payload, actor=CLI_ACTOR)).model_dump(mode="json")
     finally:
         await registry.aclose()
 
 
 def _run(config: Path | None, action: str, payload: Any = None) -> Any:
+    from gateway.guard import SpecRefused
+
     try:
         return asyncio.run(_direct(config, action, payload))
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except SpecRefused as exc:  # the security settings refuse it: a bad argument
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @experts_app.command("list")
@@ -283,6 +310,38 @@ def experts_remove(name: str, config: ConfigOpt = None, url: UrlOpt = None) -> N
     else:
         _run(config, "remove", name)
     typer.echo(f"removed {name}")
+
+
+@experts_app.command("history")
+def experts_history(
+    name: Annotated[str | None, typer.Argument(help="Only this expert's changes.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
+) -> None:
+    """Show who changed which expert, when, and what (newest first; secrets redacted)."""
+    if url:
+        params: dict[str, str | int] = {"limit": limit} | ({"name": name} if name else {})
+        with _admin_client(url) as client:
+            rows = _check(client.get("/admin/experts/history", params=params))
+    else:
+        rows = _run(config, "history", (name, limit))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        change = Change.model_validate(row)
+        fields = changed_fields(change)
+        what = "; ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, (a, b) in fields.items())
+        typer.echo(
+            f"{change.at}  {change.actor:24} {change.action:6} {change.name:24} {what}".rstrip()
+        )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def main() -> None:

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from gateway.errors import Forbidden, Unauthorized
+from gateway.keys import Grant
 from gateway.state import GatewayState
 
-__all__ = ["AdminDep", "StateDep", "get_state", "require_admin"]
+__all__ = ["AdminDep", "ClientDep", "StateDep", "authenticate", "get_state", "require_admin"]
 
 
 def get_state(request: Request) -> GatewayState:
@@ -36,3 +37,15 @@ def require_admin(state: StateDep, authorization: Annotated[str | None, Header()
 
 
 AdminDep = Annotated[None, Depends(require_admin)]
+
+
+async def authenticate(
+    state: StateDep, authorization: Annotated[str | None, Header()] = None
+) -> Grant | None:
+    """A `/v1` caller's grant: None when no key is required (gateway/auth.py)."""
+    if state.auth is None:
+        return None
+    return await state.auth.grant(authorization)
+
+
+ClientDep = Annotated[Grant | None, Depends(authenticate)]

@@ -28,10 +28,14 @@ async def kubernetes_discovery(
     settings: KubernetesDiscoverySettings,
     registry: Registry,
     check: Callable[[ExpertSpec], None],
+    vet: Callable[[ExpertSpec], None] | None = None,
 ) -> AsyncIterator[KubernetesDiscovery | None]:
     """Watch labelled Services while the block runs (None when discovery is off).
 
-    `check` refuses a spec the pool could not build (`ValueError`), as the admin API does."""
+    `vet` (blocking: it may resolve the endpoint's host) refuses a spec the `security` settings
+    do not allow, before anything reaches its endpoint; `check` one the pool could not build.
+    Both raise `ValueError`, as the admin API refuses them; a refused Service is logged and
+    ignored (`Reconciler.upsert`)."""
     if not settings.enabled:
         yield None
         return
@@ -45,6 +49,8 @@ async def kubernetes_discovery(
         ) from exc
 
     async def prepare(spec: ExpertSpec) -> ExpertSpec:
+        if vet is not None:
+            await anyio.to_thread.run_sync(vet, spec)
         spec = await anyio.to_thread.run_sync(with_pilots, spec)
         check(spec)
         return spec

@@ -10,7 +10,8 @@ Tree::
     │   └── ModelNotFound               404     invalid_request_error (code model_not_found)
     ├── Conflict                        409     conflict_error
     ├── PayloadTooLarge                 413     invalid_request_error
-    └── NoHealthyExpert                 503     service_unavailable
+    ├── NoHealthyExpert                 503     service_unavailable
+    └── ServiceUnavailable              503     service_unavailable (a store is unreachable)
 
 Foreign exceptions are translated by `error_from_exception`: experts' `ExpertError` tree
 (503/504/502/upstream 4xx) and the registry's (404/409/503). Anything else is a 500 whose
@@ -42,6 +43,7 @@ __all__ = [
     "NoHealthyExpert",
     "NotFound",
     "PayloadTooLarge",
+    "ServiceUnavailable",
     "Unauthorized",
     "error_from_exception",
     "http_error",
@@ -91,6 +93,10 @@ class PayloadTooLarge(GatewayError):
 
 class NoHealthyExpert(GatewayError):
     status, type, code = 503, "service_unavailable", "no_healthy_expert"
+
+
+class ServiceUnavailable(GatewayError):
+    status, type, code = 503, "service_unavailable", "unavailable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,23 @@ class Metrics:
             registry=r,
         )
         self.experts = Gauge("coe_experts", "Enabled experts in the registry.", registry=r)
+        self.registry_lost = Gauge(
+            "coe_registry_lost",
+            "1 while the registry has lost its data and the last good table is served.",
+            registry=r,
+        )
+        self.expert_state = Gauge(
+            "coe_expert_state",
+            "Circuit breaker of each expert: 0 closed (in rotation), 1 half-open, 2 open.",
+            ["expert"],
+            registry=r,
+        )
+        self.probes = Counter(
+            "coe_expert_probes",
+            "Background health probes of remote experts, by result (ok, failed).",
+            ["expert", "result"],
+            registry=r,
+        )
         self.fused = Counter(
             "coe_fused_requests",
             "Requests answered by fusion, by strategy.",

@@ -7,8 +7,9 @@ takes no new requests at once, and is closed when its last in-flight request has
 
 `lease(name)` is how a request uses an expert: it waits for the expert's start-up (model load,
 model discovery), holds one of its `max_concurrency` slots, and counts it as in flight.
-A small circuit breaker takes an expert that failed `breaker_failures` times in a row out of
-rotation for `breaker_cooldown_s`.
+A circuit breaker per expert (`gateway/breaker.py`, fed by requests here and by the background
+prober) takes an expert that failed `breaker_failures` times in a row out of rotation for
+`breaker_cooldown_s`, then lets it back half-open.
 """
 
 from __future__ import annotations
@@ -16,20 +17,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from experts.base import Expert
 from experts.errors import ExpertError, ExpertUnavailable
+from gateway.breaker import Breakers
 from gateway.metrics import Metrics
 from registry.base import Registry, RegistryError
 from registry.spec import ExpertSpec
 from routers.base import ExpertTable
 
-__all__ = ["ExpertPool"]
+__all__ = ["INSTANCE_MARKER", "RESTORED_MARKER", "ExpertPool", "mark_registry"]
 
 log = logging.getLogger("coe.pool")
+RESTORED_MARKER = "restored"
+INSTANCE_MARKER = "instance"
+"""Registry meta key holding a random id written when the registry is first used: it vanishes
+with the data (a Redis restarted without persistence)."""
 
 ExpertBuilder = Callable[[ExpertSpec], Expert]
 
@@ -42,9 +48,20 @@ class _Slot:
     started: asyncio.Task[None] | None = None
     inflight: int = 0
     retired: bool = False
-    failures: int = 0
-    open_until: float = 0.0
     closers: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+async def mark_registry(registry: Registry, *, restored: bool = False) -> None:
+    """Give a registry its instance marker if it has none (a new one, or one that lost its
+    data): the marker vanishing tells the pools using it that the data went too. After a
+    restore (`restored`), the marker is also recorded as the restored one: every replica that
+    lost the registry then trusts it again."""
+    marker = await registry.get_meta(INSTANCE_MARKER)
+    if marker is None:
+        marker = uuid.uuid4().hex
+        await registry.set_meta(INSTANCE_MARKER, marker)
+    if restored:
+        await registry.set_meta(RESTORED_MARKER, marker)
 
 
 class ExpertPool:
@@ -58,17 +75,20 @@ class ExpertPool:
         *,
         breaker_failures: int = 3,
         breaker_cooldown_s: float = 10.0,
+        breakers: Breakers | None = None,
     ) -> None:
         self._registry = registry
         self._build = build
         self._metrics = metrics
-        self._breaker_failures = breaker_failures
-        self._breaker_cooldown_s = breaker_cooldown_s
+        self.breakers = breakers or Breakers(breaker_failures, breaker_cooldown_s)
         self._slots: dict[str, _Slot] = {}
         self._table = ExpertTable(revision=-1, experts=())
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._registry_down = False
+        self._marker: str | None = None
+        self.lost: str | None = None
+        """Why the registry is not trusted (it lost its data), or None."""
 
     @property
     def table(self) -> ExpertTable:
@@ -82,11 +102,12 @@ class ExpertPool:
         """
         try:
             revision = await self._registry.revision()
-            if revision == self._table.revision and not force:
+            if revision == self._table.revision and not force and self.lost is None:
                 return self._table
-            async with self._lock:
+            async with self._lock:  # while lost: checked on every sync, whatever the revision
                 revision = await self._registry.revision()
-                if revision != self._table.revision or force:
+                changed = revision != self._table.revision or force or self.lost is not None
+                if changed and not await self._lost(revision):
                     self._apply(await self._registry.list(), revision)
         except RegistryError as exc:
             if self._table.revision < 0:
@@ -98,6 +119,46 @@ class ExpertPool:
         if self._registry_down:
             log.info("registry reachable again")
             self._registry_down = False
+        return self._table
+
+    async def _lost(self, revision: int) -> bool:
+        """True when the registry lost its data (its revision went backwards or its instance
+        marker changed: e.g. Redis restarted without persistence): the pool then keeps its
+        last good table until an operator restores the registry (`coe experts restore`)."""
+        marker = await self._registry.get_meta(INSTANCE_MARKER)
+        if self._table.revision < 0:
+            self._marker = marker
+            return False
+        if self.lost is not None:
+            if marker is None or marker != await self._registry.get_meta(RESTORED_MARKER):
+                return True
+            self._trust(marker)  # restored (through any replica): trust it as it is now
+            return False
+        if revision >= self._table.revision and marker == self._marker:
+            return False
+        self.lost = (
+            f"revision went from {self._table.revision} to {revision}"
+            if revision < self._table.revision
+            else "its instance marker changed"
+        )
+        self._metrics.registry_lost.set(1)
+        log.error(
+            "the registry lost its data (%s): serving the last good table of %d experts "
+            "until it is restored (coe experts restore)",
+            self.lost,
+            len(self._table.experts),
+        )
+        return True
+
+    def _trust(self, marker: str) -> None:
+        self._marker = marker
+        self.lost = None
+        self._metrics.registry_lost.set(0)
+        log.info("registry restored: serving it again")
+
+    async def restored(self) -> ExpertTable:
+        """After a restore through this replica: the registry as it is now."""
+        await self.sync(force=True)
         return self._table
 
     def _apply(self, specs: Sequence[ExpertSpec], revision: int) -> None:
@@ -116,6 +177,7 @@ class ExpertPool:
             revision=revision, experts=tuple(self._slots[n].spec for n in sorted(self._slots))
         )
         self._metrics.experts.set(len(self._slots))
+        self.breakers.forget(set(self._slots))
         log.info("registry revision %s: %d enabled experts", revision, len(self._slots))
 
     def _new_slot(self, spec: ExpertSpec) -> _Slot:
@@ -148,9 +210,12 @@ class ExpertPool:
         self._close_later(_Slot(spec, expert, asyncio.Semaphore(1)))
 
     def available(self, names: Sequence[str]) -> list[str]:
-        """`names` that exist and whose circuit breaker is closed, in the same order."""
-        now = time.monotonic()
-        return [n for n in names if n in self._slots and self._slots[n].open_until <= now]
+        """`names` that exist and whose circuit breaker is not open, in the same order."""
+        return [n for n in names if n in self._slots and self.breakers.available(n)]
+
+    def experts(self) -> dict[str, Expert]:
+        """The live experts by name (the background prober's view)."""
+        return {name: slot.expert for name, slot in self._slots.items() if not slot.retired}
 
     def has(self, name: str) -> bool:
         return name in self._slots
@@ -194,22 +259,13 @@ class ExpertPool:
 
     def record(self, name: str, error: BaseException | None) -> None:
         """Feed the circuit breaker with one request's outcome."""
-        slot = self._slots.get(name)
-        if slot is None:
+        if name not in self._slots:
             return
         if error is None:
-            slot.failures = 0
+            self.breakers.success(name)
             return
         self._metrics.expert_errors.labels(name, type(error).__name__).inc()
-        slot.failures += 1
-        if slot.failures >= self._breaker_failures:
-            slot.open_until = time.monotonic() + self._breaker_cooldown_s
-            log.warning(
-                "expert %s out of rotation for %.0fs after %d failures",
-                name,
-                self._breaker_cooldown_s,
-                slot.failures,
-            )
+        self.breakers.failure(name, type(error).__name__)
 
     async def aclose(self) -> None:
         for slot in list(self._slots.values()):

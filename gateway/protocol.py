@@ -245,11 +245,21 @@ class ChatCompletionChunk(BaseModel):
     coe: dict[str, Any] | None = None
 
 
+class ExpertStatus(BaseModel):
+    """The `coe` extension of a model card: its circuit breaker and last probe."""
+
+    state: Literal["closed", "half_open", "open"]
+    reason: str = ""
+    probe: str | None = None
+    """The last background probe: "ok", or why it failed; None when never probed."""
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str = "coe-gateway"
+    coe: ExpertStatus | None = None
 
 
 class ModelList(BaseModel):

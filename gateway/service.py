@@ -35,10 +35,12 @@ from experts.retriever import passage_json
 from gateway import tracing
 from gateway.affinity import Affinity, tool_call_ids
 from gateway.answers import Answer, AnswerMeta, AnswerStream, whole_as_stream
-from gateway.errors import ModelNotFound, NoHealthyExpert, error_from_exception
-from gateway.fusion.base import FusionPlan
+from gateway.errors import Forbidden, ModelNotFound, NoHealthyExpert, error_from_exception
+from gateway.fusion.base import FusionKind, FusionPlan
+from gateway.fusion.plan import Decision as FusionDecision
 from gateway.fusion.plan import fusion_plan
 from gateway.fusion.runner import run_fusion
+from gateway.keys import Grant
 from gateway.logs import REQUEST_ID
 from gateway.metrics import Metrics
 from gateway.pool import ExpertPool
@@ -135,17 +137,22 @@ class ChatService:
         self,
         request: ChatRequest,
         *,
+        grant: Grant | None = None,
         disconnected: Callable[[], Awaitable[bool]] | None = None,
     ) -> Answer | AnswerStream:
         """Route `request`, call its expert(s) with failover or fusion, and answer (module
-        doc). `disconnected` tells whether the client went away (a fusion stops waiting)."""
-        plan = await self._plan(request)
+        doc). `grant`: what the caller's API key may use (None: anything). `disconnected` tells
+        whether the client went away (a fusion stops waiting)."""
+        _check_fusion_grant(request, grant)
+        plan = _granted(await self._plan(request, grant), grant, self.fusion)
         request = replace(request, request_id=plan.request_id)
         if request.routed:
             request, plan, retrieved = await self._retrieve(request, plan)
             if retrieved is not None:
                 return retrieved
         fusion = fusion_plan(request, plan.decision, plan.ranked, plan.table, self.fusion)
+        if grant is not None and not grant.fusion:
+            fusion = FusionDecision(None, "fusion not permitted for this API key")
         if fusion.plan is not None:
             return await run_fusion(
                 request,
@@ -173,8 +180,10 @@ class ChatService:
         retrievers = set(retriever_names(plan.table))
         llms = tuple(name for name in plan.ranked if name not in retrievers)
         if decision.retrievers:
-            k = self.retrieval.k
-            cited, consulted = await retrieve(decision, request.routing_query(), self.pool, k)
+            query = request.routing_query()
+            cited, consulted, note = await retrieve(decision, query, self.pool, self.retrieval)
+            if note:
+                decision = replace(decision, reason=f"{decision.reason}; {note}")
             if not consulted:
                 decision = replace(decision, mode=RetrievalMode.OFF, reason="retrievers failed")
             passages = tuple(passage_json(c.passage, c.retriever) | {"cite": c.cite} for c in cited)
@@ -194,13 +203,15 @@ class ChatService:
             raise NoHealthyExpert("no LLM expert in rotation to answer this request")
         return request, replace(plan, candidates=llms[: 1 + self.failover], ranked=llms), None
 
-    async def preview(self, query: str) -> RoutePreview:
+    async def preview(self, query: str, grant: Grant | None = None) -> RoutePreview:
         """The decision for `query`, the healthy experts it would call and the fusion plan,
-        calling nobody."""
+        calling nobody; `grant` limits them to what the caller's key may use."""
         decision = await self.decide(query)
-        ranked = self.pool.available([e.name for e in decision.experts])
-        request = ChatRequest((Message("user", query),))
         table = self.pool.table
+        if grant is not None:
+            table = ExpertTable(table.revision, grant.allowed(table.experts))
+        ranked = self.pool.available([e.name for e in decision.experts if table.get(e.name)])
+        request = ChatRequest((Message("user", query),))
         retrieval = retrieval_decision(request, decision, table, ranked, self.retrieval)
         retrievers = set(retriever_names(table))
         if retrieval.mode is not RetrievalMode.PASSAGES:
@@ -209,6 +220,8 @@ class ChatService:
             selected = tuple(name for name, _ in retrieval.retrievers)
             return RoutePreview(decision, selected, None, "retrieval: passages", retrieval)
         fusion = fusion_plan(request, decision, ranked, table, self.fusion)
+        if grant is not None and not grant.fusion:
+            fusion = FusionDecision(None, "fusion not permitted for this API key")
         if fusion.plan is not None:
             return RoutePreview(
                 decision, fusion.plan.experts, fusion.plan, fusion.reason, retrieval
@@ -226,7 +239,7 @@ class ChatService:
         self.metrics.route_latency.labels(self.router.name).observe(decision.latency_ms / 1000)
         return decision
 
-    async def _plan(self, request: ChatRequest) -> _Plan:
+    async def _plan(self, request: ChatRequest, grant: Grant | None = None) -> _Plan:
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         REQUEST_ID.set(request_id)  # JSON log lines of this request carry it (gateway/logs.py)
         if not request.routed:
@@ -236,6 +249,12 @@ class ChatService:
                     f"The model '{request.model}' does not exist; "
                     "use 'auto' or one of GET /v1/models.",
                     param="model",
+                )
+            if grant is not None and not grant.allows(self.pool.table.get(request.model)):
+                raise Forbidden(
+                    f"API key {grant.key!r} may not use the model {request.model!r}",
+                    param="model",
+                    code="model_not_allowed",
                 )
             candidates = self.pool.available([request.model])
             if not candidates:
@@ -253,6 +272,14 @@ class ChatService:
         if preferred is not None and self.pool.available([preferred[0]]):
             ranked = [preferred[0], *(name for name in ranked if name != preferred[0])]
             why = preferred[1]
+        if grant is not None and not grant.unrestricted:
+            ranked = [n for n in ranked if grant.allows(self.pool.table.get(n))]
+            if not ranked:
+                raise Forbidden(
+                    f"API key {grant.key!r} may use no expert for this request"
+                    + (f" (category {decision.category!r})" if decision.category else ""),
+                    code="model_not_allowed",
+                )
         candidates = self.pool.available(ranked)
         if not candidates:
             raise NoHealthyExpert(
@@ -382,3 +409,23 @@ class ChatService:
 
 def _status_of(exc: ExpertError) -> int:
     return error_from_exception(exc).status
+
+
+def _check_fusion_grant(request: ChatRequest, grant: Grant | None) -> None:
+    asked = request.fusion.strategy
+    if grant is not None and not grant.fusion and asked and asked != FusionKind.NONE.value:
+        raise Forbidden(
+            f"API key {grant.key!r} may not ask for fusion",
+            param="coe.fusion",
+            code="fusion_not_allowed",
+        )
+
+
+def _granted(plan: _Plan, grant: Grant | None, fusion: FusionSettings) -> _Plan:
+    """The plan's table as the key sees it: its experts (and the configured judge/aggregator,
+    which are the operator's, not the caller's choice)."""
+    if grant is None or grant.unrestricted:
+        return plan
+    keep = {fusion.judge, fusion.aggregator}
+    experts = tuple(e for e in plan.table.experts if grant.allows(e) or e.name in keep)
+    return replace(plan, table=ExpertTable(plan.table.revision, experts))

@@ -31,10 +31,13 @@ from routers.config import RouterConfig
 
 __all__ = [
     "AffinitySettings",
+    "AuthSettings",
     "ConfigError",
     "DiscoverySettings",
     "FusionSettings",
+    "HealthSettings",
     "KubernetesDiscoverySettings",
+    "LimitSettings",
     "LocalSettings",
     "RegistrySettings",
     "ServerSettings",
@@ -188,10 +191,53 @@ class RetrievalSettings(_Strict):
         description="Once gated, further domains at this probability or above are searched too "
         "and fused.",
     )
-    max_retrievers: int = Field(default=2, ge=1, le=8, description="Domains searched, at most.")
+    max_retrievers: int = Field(default=2, ge=1, le=8, description="Domains used, at most.")
+    choose_by: Literal["similarity", "router"] = Field(
+        default="similarity",
+        description="similarity: once gated, the `candidates` most probable domains are searched "
+        "and those whose passages are most similar to the query are used (router: the router's "
+        "probabilities alone; also when an index gives no similarity, e.g. lexical).",
+    )
+    candidates: int = Field(
+        default=4, ge=1, le=8, description="Domains searched to choose from (choose_by similarity)."
+    )
     k: int = Field(default=5, ge=1, le=50, description="Passages returned or put in context.")
     context_chars: int = Field(
         default=6000, ge=200, le=200_000, description="Passage text put in context (at most)."
+    )
+
+
+class AuthSettings(_Strict):
+    """Client keys for `/v1/*` (`gateway/auth.py`)."""
+
+    client_keys: Literal["auto", "required", "off"] = Field(
+        default="auto",
+        description="auto: on a loopback address open until the first key exists, then "
+        "required; on any other address always required. required: always. off: open (on a "
+        "non-loopback address only with allow_open).",
+    )
+    allow_open: bool = Field(
+        default=False,
+        description="Let client_keys: off serve on a non-loopback address (no key needed).",
+    )
+
+
+class HealthSettings(_Strict):
+    """Background probes of remote experts (`gateway/prober.py`)."""
+
+    probe_interval_s: float = Field(
+        default=10.0, ge=0, description="Probe every remote expert this often; 0: no probes."
+    )
+    probe_timeout_s: float = Field(default=3.0, gt=0, description="A probe slower fails.")
+
+
+class LimitSettings(_Strict):
+    """Per-key rate limits and budgets (`gateway/quotas.py`); the limits live on each key."""
+
+    on_store_failure: Literal["open", "closed"] = Field(
+        default="open",
+        description="When the limit store (Redis) cannot be reached: open admits requests "
+        "unlimited (logged), closed answers 503.",
     )
 
 
@@ -224,6 +270,77 @@ class KubernetesDiscoverySettings(_Strict):
 
 class DiscoverySettings(_Strict):
     kubernetes: KubernetesDiscoverySettings = Field(default_factory=KubernetesDiscoverySettings)
+
+
+def _default_model_dirs() -> list[Path]:
+    from experts.weights import default_cache_dir  # stdlib only
+
+    return [default_cache_dir() / "models"]  # where `coe models prepare` writes
+
+
+class SecuritySettings(_Strict):
+    """What a registered expert may reach (`gateway/guard.py`, `gateway/netguard.py`) and the
+    registry's change history."""
+
+    endpoint_allow: list[str] = Field(
+        default_factory=list,
+        max_length=1024,
+        description="Hosts (`*.example.com` for subdomains), IPs or CIDRs an endpoint may point "
+        "at, checked on the name and on every address it resolves to; empty: any address not "
+        "in endpoint_deny. endpoint_deny wins over this.",
+    )
+    endpoint_deny: list[str] = Field(
+        default_factory=lambda: [
+            *("169.254.0.0/16", "fe80::/10"),  # link-local: AWS/GCP/Azure/OCI metadata, ECS
+            *("fd00:ec2::254", "100.100.100.200", "192.0.0.192"),  # AWS v6, Alibaba, Oracle
+            "metadata.google.internal",
+            *("0.0.0.0/8", "::/128", "224.0.0.0/4", "ff00::/8", "255.255.255.255"),
+        ],
+        max_length=1024,
+        description="Hosts, IPs or CIDRs an endpoint may never point at (nor resolve to).",
+    )
+    api_key_env_prefixes: list[str] = Field(
+        default_factory=lambda: ["EXPERT_", "OPENAI_API_KEY"],
+        max_length=256,
+        description="An expert's api_key_env must start with one of these; COE_* (the "
+        "gateway's own settings and secrets) is always refused. Empty: no api_key_env at all.",
+    )
+    model_dirs: list[Path] = Field(
+        default_factory=_default_model_dirs,
+        max_length=256,
+        description="Directories a local expert's model path must be under (after symlinks "
+        "and '..'); packaged model ids (smollm2) are always allowed.",
+    )
+    history_max_entries: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Registry changes kept in the history."
+    )
+
+    @field_validator("endpoint_allow", "endpoint_deny")
+    @classmethod
+    def _rules(cls, value: list[str]) -> list[str]:
+        from gateway.netguard import parse_rule
+
+        for rule in value:
+            parse_rule(rule)  # ValueError naming the entry
+        return value
+
+    @field_validator("api_key_env_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not prefix or not prefix.replace("_", "A").isalnum() or not prefix.isupper():
+                raise ValueError(f"{prefix!r} is not an upper-case variable name prefix")
+            if prefix.startswith("COE_"):
+                raise ValueError(f"{prefix!r}: COE_* variables are the gateway's own")
+        return value
+
+    @field_validator("model_dirs")
+    @classmethod
+    def _absolute(cls, value: list[Path]) -> list[Path]:
+        dirs = [path.expanduser() for path in value]
+        if bad := [str(path) for path in dirs if not path.is_absolute()]:
+            raise ValueError(f"model directories must be absolute paths: {', '.join(bad)}")
+        return dirs
 
 
 class LocalSettings(_Strict):
@@ -259,6 +376,10 @@ class Settings(BaseSettings):
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     experts: list[ExpertSpec] = Field(
         default_factory=list, description="Experts seeded into an empty registry on first start."
     )

@@ -7,8 +7,12 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from gateway.auth import Auth
+from gateway.keys import KeyStore
 from gateway.metrics import Metrics
 from gateway.pool import ExpertPool
+from gateway.prober import Prober
+from gateway.quotas import Quotas
 from gateway.service import ChatService
 from gateway.settings import Settings
 from registry.base import Registry
@@ -32,3 +36,8 @@ class GatewayState:
     ready: bool = False
     started_at: float = field(default=0.0)
     discovery: KubernetesDiscovery | None = None
+    keys: KeyStore | None = None
+    auth: Auth | None = None
+    """None: every /v1 request is open (no key store)."""
+    quotas: Quotas | None = None
+    prober: Prober | None = None

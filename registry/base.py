@@ -4,7 +4,8 @@ Lifecycle of a backend::
 
     registry = SqliteRegistry(path)      # no I/O in __init__
     await registry.open()                # connect, create schema; raises RegistryError
-    await registry.add(spec)             # ... add / update / remove / get / list
+    await registry.add(spec, actor="cli")  # ... add / update / remove / get / list
+    await registry.history(name, limit)  # the recorded changes, newest first
     rev = await registry.revision()      # cheap; changes whenever any spec changes
     async for rev in registry.watch(): ...
     await registry.aclose()
@@ -12,6 +13,9 @@ Lifecycle of a backend::
 `revision()` is what makes a change made by another process (the `coe experts` CLI, another
 gateway replica) visible on the next request: the gateway compares it per request and reloads
 the spec list only when it moved.
+
+Every write records a `registry.history.Change` (who: `actor`, when, the spec before and after,
+secrets redacted) in the same transaction; the backend keeps the last `history_max` of them.
 
 Exceptions::
 
@@ -26,6 +30,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Protocol, runtime_checkable
 
+from registry.history import UNKNOWN_ACTOR, Change
 from registry.spec import ExpertSpec, ExpertSpecPatch
 
 __all__ = ["ExpertExists", "ExpertNotFound", "Registry", "RegistryError", "poll_revisions"]
@@ -51,14 +56,20 @@ class Registry(Protocol):
 
     async def aclose(self) -> None: ...
 
-    async def add(self, spec: ExpertSpec) -> None:
+    async def add(self, spec: ExpertSpec, *, actor: str = UNKNOWN_ACTOR) -> None:
         """Insert a new spec; `ExpertExists` if the name is taken."""
 
-    async def update(self, name: str, patch: ExpertSpecPatch) -> ExpertSpec:
+    async def update(
+        self, name: str, patch: ExpertSpecPatch, *, actor: str = UNKNOWN_ACTOR
+    ) -> ExpertSpec:
         """Apply `patch` atomically; `ExpertNotFound` if unknown. Returns the new spec."""
 
-    async def remove(self, name: str) -> ExpertSpec:
+    async def remove(self, name: str, *, actor: str = UNKNOWN_ACTOR) -> ExpertSpec:
         """Delete and return the spec; `ExpertNotFound` if unknown."""
+
+    async def history(self, name: str | None = None, limit: int = 100) -> list[Change]:
+        """The last `limit` recorded changes (of expert `name` only, when given), newest
+        first."""
 
     async def get(self, name: str) -> ExpertSpec | None: ...
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from registry.base import Registry
+from registry.history import DEFAULT_HISTORY_MAX
 from registry.memory import MemoryRegistry
 from registry.redis import DEFAULT_PREFIX, RedisRegistry
 from registry.sqlite import SqliteRegistry
@@ -30,17 +31,22 @@ ACCEPTED_URLS = (
 )
 
 
-def registry_from_url(url: str) -> Registry:
-    """The registry `url` names, not yet opened; `ValueError` for a URL this cannot serve."""
+def registry_from_url(url: str, *, history_max: int = DEFAULT_HISTORY_MAX) -> Registry:
+    """The registry `url` names, not yet opened; `ValueError` for a URL this cannot serve.
+    It keeps the last `history_max` changes (`registry.history`)."""
     scheme, _, rest = url.partition(":")
     scheme = scheme.lower()
     if scheme == "memory" and rest in ("", "//"):
-        return MemoryRegistry()
+        return MemoryRegistry(history_max=history_max)
     if scheme == "sqlite":
-        return SqliteRegistry(_sqlite_path(url, rest))
+        return SqliteRegistry(_sqlite_path(url, rest), history_max=history_max)
     if scheme in ("redis", "rediss"):
         client_url, prefix = split_prefix(url)
-        return RedisRegistry(client_url, prefix=DEFAULT_PREFIX if prefix is None else prefix)
+        return RedisRegistry(
+            client_url,
+            prefix=DEFAULT_PREFIX if prefix is None else prefix,
+            history_max=history_max,
+        )
     raise ValueError(
         f"unsupported registry URL {redact_url(url)!r}; accepted: {', '.join(ACCEPTED_URLS)}"
     )

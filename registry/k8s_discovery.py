@@ -133,21 +133,27 @@ class Reconciler:
     async def _write(self, current: ExpertSpec | None, spec: ExpertSpec) -> None:
         if current is None:
             try:
-                await self._registry.add(spec)
+                await self._registry.add(spec, actor=_actor(spec))
                 log.info("discovery: added expert %r (%s)", spec.name, spec.managed_by)
                 return
             except ExpertExists:  # another replica added it first: make it ours as we see it
                 pass
         fields = spec.model_dump(exclude={"name", "managed_by"})
-        await self._registry.update(spec.name, ExpertSpecPatch.model_validate(fields))
+        patch = ExpertSpecPatch.model_validate(fields)
+        await self._registry.update(spec.name, patch, actor=_actor(spec))
         log.info("discovery: updated expert %r (%s)", spec.name, spec.managed_by)
 
     async def _remove(self, spec: ExpertSpec, why: str) -> None:
         try:
-            await self._registry.remove(spec.name)
+            await self._registry.remove(spec.name, actor=_actor(spec))
             log.info("discovery: removed expert %r (%s): %s", spec.name, spec.managed_by, why)
         except ExpertNotFound:  # another replica removed it first
             pass
+
+
+def _actor(spec: ExpertSpec) -> str:
+    """Who the registry history names: `discovery:kubernetes:<namespace>/<service>`."""
+    return f"discovery:{spec.managed_by}"
 
 
 def _same(current: ExpertSpec, wanted: ExpertSpec) -> bool:

@@ -11,6 +11,13 @@ import asyncio
 from collections.abc import AsyncGenerator
 
 from registry.base import ExpertExists, ExpertNotFound, RegistryError
+from registry.history import (
+    DEFAULT_HISTORY_MAX,
+    UNKNOWN_ACTOR,
+    Action,
+    Change,
+    new_change,
+)
 from registry.spec import ExpertSpec, ExpertSpecPatch
 
 __all__ = ["MemoryRegistry", "MemoryStore"]
@@ -23,6 +30,9 @@ class MemoryStore:
         self.specs: dict[str, ExpertSpec] = {}
         self.meta: dict[str, str] = {}
         self.revision = 0
+        self.changes: list[Change] = []
+        """Oldest first."""
+        self.seq = 0
         self.changed = asyncio.Condition()
         """Held for every write; notified after each one."""
 
@@ -30,8 +40,11 @@ class MemoryStore:
 class MemoryRegistry:
     """A `Registry` held in memory; pass a `MemoryStore` to share it between objects."""
 
-    def __init__(self, store: MemoryStore | None = None) -> None:
+    def __init__(
+        self, store: MemoryStore | None = None, *, history_max: int = DEFAULT_HISTORY_MAX
+    ) -> None:
         self._store = store if store is not None else MemoryStore()
+        self._history_max = history_max
         self._open = False
 
     def __repr__(self) -> str:
@@ -43,15 +56,17 @@ class MemoryRegistry:
     async def aclose(self) -> None:
         self._open = False
 
-    async def add(self, spec: ExpertSpec) -> None:
+    async def add(self, spec: ExpertSpec, *, actor: str = UNKNOWN_ACTOR) -> None:
         store = self._checked()
         async with store.changed:
             if spec.name in store.specs:
                 raise ExpertExists(spec.name)
             store.specs[spec.name] = spec.model_copy(deep=True)
-            self._bump(store)
+            self._bump(store, "add", spec.name, None, spec, actor)
 
-    async def update(self, name: str, patch: ExpertSpecPatch) -> ExpertSpec:
+    async def update(
+        self, name: str, patch: ExpertSpecPatch, *, actor: str = UNKNOWN_ACTOR
+    ) -> ExpertSpec:
         """Apply `patch`; pydantic's `ValidationError` (nothing stored) if the result is invalid."""
         store = self._checked()
         async with store.changed:
@@ -60,17 +75,22 @@ class MemoryRegistry:
                 raise ExpertNotFound(name)
             new = patch.apply(current)
             store.specs[name] = new
-            self._bump(store)
+            self._bump(store, "update", name, current, new, actor)
         return new.model_copy(deep=True)
 
-    async def remove(self, name: str) -> ExpertSpec:
+    async def remove(self, name: str, *, actor: str = UNKNOWN_ACTOR) -> ExpertSpec:
         store = self._checked()
         async with store.changed:
             spec = store.specs.pop(name, None)
             if spec is None:
                 raise ExpertNotFound(name)
-            self._bump(store)
+            self._bump(store, "remove", name, spec, None, actor)
         return spec
+
+    async def history(self, name: str | None = None, limit: int = 100) -> list[Change]:
+        changes = self._checked().changes
+        found = [c for c in reversed(changes) if name is None or c.name == name]
+        return found[:limit]
 
     async def get(self, name: str) -> ExpertSpec | None:
         spec = self._checked().specs.get(name)
@@ -108,7 +128,17 @@ class MemoryRegistry:
             raise RegistryError("memory registry is not open")
         return self._store
 
-    @staticmethod
-    def _bump(store: MemoryStore) -> None:
+    def _bump(
+        self,
+        store: MemoryStore,
+        action: Action,
+        name: str,
+        before: ExpertSpec | None,
+        after: ExpertSpec | None,
+        actor: str,
+    ) -> None:
         store.revision += 1
+        store.seq += 1
+        store.changes.append(new_change(action, name, before, after, actor, store.seq))
+        del store.changes[: -self._history_max]
         store.changed.notify_all()

@@ -6,11 +6,12 @@ Keys, under `prefix` (default ``coe:``)::
     {prefix}meta       hash   get_meta / set_meta
     {prefix}revision   string INCRed by every add/update/remove
     {prefix}changes    pub/sub channel; every write publishes the expert's name
+    {prefix}history    list   registry.history.Change as JSON, newest first, last N kept
 
-Each write is one MULTI/EXEC transaction holding the change, the INCR and the PUBLISH.
-`update()` and `remove()` WATCH the hash, so a patch is applied to the spec it read (retried
-when another client wrote in between). `add()` checks then HSETNXes, so two racing adds of one
-name give one `ExpertExists` (the loser's transaction still bumps the revision; harmless).
+Each write is one MULTI/EXEC transaction holding the change, the INCR, the history entry and
+the PUBLISH. Every write WATCHes the hash and the revision, so a patch is applied to the spec it
+read and two racing adds of one name give one `ExpertExists` (retried when another client wrote
+in between); a change's `seq` is the revision it produced.
 
 `watch()` wakes on the channel and re-reads the revision at least every `interval_s`, so a
 missed message (or a server without pub/sub) costs at most one interval.
@@ -30,6 +31,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError, WatchError
 
 from registry.base import ExpertExists, ExpertNotFound, RegistryError
+from registry.history import DEFAULT_HISTORY_MAX, UNKNOWN_ACTOR, Action, Change, new_change
 from registry.spec import ExpertSpec, ExpertSpecPatch
 from registry.urls import redact_url
 
@@ -51,6 +53,7 @@ class RedisRegistry:
         connect_timeout_s: float = 5.0,
         command_timeout_s: float = 10.0,
         max_retries: int = 100,
+        history_max: int = DEFAULT_HISTORY_MAX,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -61,6 +64,8 @@ class RedisRegistry:
         self._meta = f"{prefix}meta"
         self._revision = f"{prefix}revision"
         self._channel = f"{prefix}changes"
+        self._history = f"{prefix}history"
+        self._history_max = history_max
         self._client: aioredis.Redis | None = None
 
     def __repr__(self) -> str:
@@ -92,27 +97,46 @@ class RedisRegistry:
             with contextlib.suppress(RedisError):
                 await client.aclose()
 
-    async def add(self, spec: ExpertSpec) -> None:
-        client = self._checked()
-        with self._errors():
-            if await client.hexists(self._experts, spec.name):
+    async def add(self, spec: ExpertSpec, *, actor: str = UNKNOWN_ACTOR) -> None:
+        def create(old: ExpertSpec | None) -> ExpertSpec:
+            if old is not None:
                 raise ExpertExists(spec.name)
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.hsetnx(self._experts, spec.name, spec.model_dump_json())
-                self._queue_bump(pipe, spec.name)
-                created, *_ = await pipe.execute()
-        if not created:
-            raise ExpertExists(spec.name)
+            return spec
 
-    async def update(self, name: str, patch: ExpertSpecPatch) -> ExpertSpec:
+        await self._modify(spec.name, create, "add", actor)
+
+    async def update(
+        self, name: str, patch: ExpertSpecPatch, *, actor: str = UNKNOWN_ACTOR
+    ) -> ExpertSpec:
         """Apply `patch`; pydantic's `ValidationError` (nothing stored) if the result is invalid."""
-        _, new = await self._modify(name, patch.apply)
+        _, new = await self._modify(
+            name, lambda old: patch.apply(_found(name, old)), "update", actor
+        )
         assert new is not None
         return new
 
-    async def remove(self, name: str) -> ExpertSpec:
-        old, _ = await self._modify(name, lambda _: None)
+    async def remove(self, name: str, *, actor: str = UNKNOWN_ACTOR) -> ExpertSpec:
+        def delete(old: ExpertSpec | None) -> None:
+            _found(name, old)
+
+        old, _ = await self._modify(name, delete, "remove", actor)
+        assert old is not None
         return old
+
+    async def history(self, name: str | None = None, limit: int = 100) -> list[Change]:
+        client = self._checked()
+        with self._errors():
+            rows = await client.lrange(self._history, 0, -1)
+        changes = []
+        for raw in rows:
+            try:
+                change = Change.model_validate_json(raw)
+            except ValidationError as exc:
+                logger.warning("%s: skipping a history entry: %s", self._history, exc)
+                continue
+            if name is None or change.name == name:
+                changes.append(change)
+        return changes[:limit]
 
     async def get(self, name: str) -> ExpertSpec | None:
         client = self._checked()
@@ -191,24 +215,31 @@ class RedisRegistry:
         return True
 
     async def _modify(
-        self, name: str, change: Callable[[ExpertSpec], ExpertSpec | None]
-    ) -> tuple[ExpertSpec, ExpertSpec | None]:
-        """Replace (or, when `change` returns None, delete) `name` under WATCH; retry conflicts."""
+        self,
+        name: str,
+        change: Callable[[ExpertSpec | None], ExpertSpec | None],
+        action: Action,
+        actor: str,
+    ) -> tuple[ExpertSpec | None, ExpertSpec | None]:
+        """Write `change(current)` for `name` (None: delete) under WATCH, with its history
+        entry; retry conflicts."""
         client = self._checked()
         with self._errors():
             async with client.pipeline(transaction=True) as pipe:
                 for _ in range(self._max_retries):
-                    await pipe.watch(self._experts)
+                    await pipe.watch(self._experts, self._revision)
                     raw = await pipe.hget(self._experts, name)
-                    if raw is None:
-                        raise ExpertNotFound(name)
-                    old = self._decode(name, raw)
+                    revision = int(await pipe.get(self._revision) or 0)
+                    old = None if raw is None else self._decode(name, raw)
                     new = change(old)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     if new is None:
                         pipe.hdel(self._experts, name)
                     else:
                         pipe.hset(self._experts, name, new.model_dump_json())
+                    entry = new_change(action, name, old, new, actor, seq=revision + 1)
+                    pipe.lpush(self._history, entry.model_dump_json())
+                    pipe.ltrim(self._history, 0, self._history_max - 1)
                     self._queue_bump(pipe, name)
                     try:
                         await pipe.execute()
@@ -247,3 +278,9 @@ class RedisRegistry:
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _found(name: str, spec: ExpertSpec | None) -> ExpertSpec:
+    if spec is None:
+        raise ExpertNotFound(name)
+    return spec

@@ -10,6 +10,11 @@ Schema (version 1, kept in `PRAGMA user_version`)::
     experts  (name TEXT PRIMARY KEY, spec TEXT)     -- spec: ExpertSpec as JSON
     meta     (key TEXT PRIMARY KEY, value TEXT)     -- get_meta / set_meta
     revision (id = 1, value INTEGER)                -- bumped by every add/update/remove
+    history  (seq INTEGER PRIMARY KEY AUTOINCREMENT, at, actor, action, name,
+              before, after)                        -- registry.history.Change, last N kept
+
+The history table came after version 1 and is created when missing (older versions ignore it),
+so the schema version did not change.
 
 Specs are validated by `ExpertSpec` when read. A stored spec that no longer validates (edited
 by hand, written by a newer version) is logged and skipped by `list()`; `get()`, `update()`
@@ -22,6 +27,7 @@ registry, used by one thread at a time.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sqlite3
@@ -34,6 +40,7 @@ import anyio.to_thread
 from pydantic import ValidationError
 
 from registry.base import ExpertExists, ExpertNotFound, RegistryError, poll_revisions
+from registry.history import DEFAULT_HISTORY_MAX, UNKNOWN_ACTOR, Change, new_change
 from registry.spec import ExpertSpec, ExpertSpecPatch
 
 __all__ = ["SqliteRegistry"]
@@ -51,15 +58,33 @@ CREATE TABLE IF NOT EXISTS revision (
     value INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO revision (id, value) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    name TEXT NOT NULL,
+    before TEXT,
+    after TEXT
+);
+CREATE INDEX IF NOT EXISTS history_by_name ON history (name, seq);
 """
+_HISTORY_COLUMNS = "seq, at, actor, action, name, before, after"
 
 
 class SqliteRegistry:
     """A `Registry` in one SQLite file; the parent directory is created on `open()`."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_s: float = 10.0,
+        history_max: int = DEFAULT_HISTORY_MAX,
+    ) -> None:
         self.path = Path(path)
         self._busy_timeout_s = busy_timeout_s
+        self._history_max = history_max
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
@@ -75,7 +100,7 @@ class SqliteRegistry:
         if conn is not None:
             await self._call(lambda: self._locked(conn.close))
 
-    async def add(self, spec: ExpertSpec) -> None:
+    async def add(self, spec: ExpertSpec, *, actor: str = UNKNOWN_ACTOR) -> None:
         def insert(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
@@ -84,28 +109,44 @@ class SqliteRegistry:
                 )
             except sqlite3.IntegrityError:
                 raise ExpertExists(spec.name) from None
+            self._record(conn, new_change("add", spec.name, None, spec, actor))
 
         await self._write(insert)
 
-    async def update(self, name: str, patch: ExpertSpecPatch) -> ExpertSpec:
+    async def update(
+        self, name: str, patch: ExpertSpecPatch, *, actor: str = UNKNOWN_ACTOR
+    ) -> ExpertSpec:
         """Apply `patch`; pydantic's `ValidationError` (nothing stored) if the result is invalid."""
 
         def replace(conn: sqlite3.Connection) -> ExpertSpec:
-            new = patch.apply(self._fetch(conn, name))
+            old = self._fetch(conn, name)
+            new = patch.apply(old)
             conn.execute(
                 "UPDATE experts SET spec = ? WHERE name = ?", (new.model_dump_json(), name)
             )
+            self._record(conn, new_change("update", name, old, new, actor))
             return new
 
         return await self._write(replace)
 
-    async def remove(self, name: str) -> ExpertSpec:
+    async def remove(self, name: str, *, actor: str = UNKNOWN_ACTOR) -> ExpertSpec:
         def delete(conn: sqlite3.Connection) -> ExpertSpec:
             spec = self._fetch(conn, name)
             conn.execute("DELETE FROM experts WHERE name = ?", (name,))
+            self._record(conn, new_change("remove", name, spec, None, actor))
             return spec
 
         return await self._write(delete)
+
+    async def history(self, name: str | None = None, limit: int = 100) -> list[Change]:
+        def select(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+            where, args = ("WHERE name = ?", [name]) if name is not None else ("", [])
+            return conn.execute(
+                f"SELECT {_HISTORY_COLUMNS} FROM history {where} ORDER BY seq DESC LIMIT ?",
+                [*args, limit],
+            ).fetchall()
+
+        return [_change(row) for row in await self._run(select)]
 
     async def get(self, name: str) -> ExpertSpec | None:
         def select(conn: sqlite3.Connection) -> ExpertSpec | None:
@@ -193,6 +234,24 @@ class SqliteRegistry:
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+    def _record(self, conn: sqlite3.Connection, change: Change) -> None:
+        row = change.model_dump(mode="json")
+        conn.execute(
+            "INSERT INTO history (at, actor, action, name, before, after)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                row["at"],
+                row["actor"],
+                row["action"],
+                row["name"],
+                *(None if row[k] is None else json.dumps(row[k]) for k in ("before", "after")),
+            ),
+        )
+        conn.execute(
+            "DELETE FROM history WHERE seq <= (SELECT max(seq) FROM history) - ?",
+            (self._history_max,),
+        )
+
     def _fetch(self, conn: sqlite3.Connection, name: str) -> ExpertSpec:
         row = conn.execute("SELECT spec FROM experts WHERE name = ?", (name,)).fetchone()
         if row is None:
@@ -250,3 +309,18 @@ class SqliteRegistry:
             return await anyio.to_thread.run_sync(func)
         except (sqlite3.Error, OSError) as exc:
             raise RegistryError(f"sqlite registry {self.path}: {exc}") from exc
+
+
+def _change(row: tuple[object, ...]) -> Change:
+    seq, at, actor, action, name, before, after = row
+    return Change.model_validate(
+        {
+            "seq": seq,
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "name": name,
+            "before": None if before is None else json.loads(str(before)),
+            "after": None if after is None else json.loads(str(after)),
+        }
+    )

@@ -64,12 +64,13 @@ def wait_ready(url: str, timeout_s: float = 180) -> None:
 
 
 @contextmanager
-def process(args: list[str], ready_url: str) -> Iterator[None]:
+def process(args: list[str], ready_url: str) -> Iterator[int]:
+    """Run `args` until the block ends; ready once `ready_url` answers 200. Yields its pid."""
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(ready_url)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -1,16 +1,26 @@
-"""`/admin/experts`: register, inspect, change and remove experts at run time (bearer key)."""
+"""`/admin/experts`: register, inspect, change and remove experts at run time (bearer key).
+
+Every write is checked by `SpecGuard` (the `security` settings: a refused `endpoint`,
+`api_key_env` or local `model` is a 400 naming it) before anything reaches the endpoint, and is
+recorded in the registry's history (`GET /admin/experts/history`) as the admin API's.
+"""
 
 from __future__ import annotations
 
 import anyio.to_thread
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from experts.retriever import with_pilots
 from gateway.deps import AdminDep, StateDep
 from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway.guard import SpecGuard, SpecRefused
+from registry.history import Change
 from registry.spec import ExpertSpec, ExpertSpecPatch
 
 router = APIRouter(prefix="/admin/experts", tags=["admin"])
+
+ADMIN_ACTOR = "admin-api"
+MAX_HISTORY = 1000
 
 
 @router.get("")
@@ -18,8 +28,21 @@ async def list_experts(state: StateDep, _: AdminDep) -> list[ExpertSpec]:
     return await state.registry.list()
 
 
+@router.get("/history")
+async def expert_history(
+    state: StateDep,
+    _: AdminDep,
+    name: str | None = None,
+    limit: int = Query(default=100, ge=1, le=MAX_HISTORY),
+) -> list[Change]:
+    """The registry's recorded changes, newest first (of expert `name` only, when given).
+
+    (This path is the history: an expert named "history" is listed by GET /admin/experts.)"""
+    return await state.registry.history(name, limit)
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def add_expert(spec: ExpertSpec, state: StateDep, _: AdminDep) -> ExpertSpec:
+async def add_expert(spec: ExpertSpec, state: StateDep, admin: AdminDep) -> ExpertSpec:
     """Routable on the next request: the pool re-syncs before answering."""
     if spec.managed_by is not None:
         raise InvalidRequest(
@@ -28,9 +51,10 @@ async def add_expert(spec: ExpertSpec, state: StateDep, _: AdminDep) -> ExpertSp
         )
     if await state.registry.get(spec.name) is not None:
         raise Conflict(f"an expert named {spec.name!r} already exists", code="expert_exists")
+    await _allowed(state, spec)
     spec = await _with_pilots(spec)
     _buildable(state, spec)
-    await state.registry.add(spec)
+    await state.registry.add(spec, actor=_actor(admin))
     await state.pool.sync()
     return spec
 
@@ -45,28 +69,29 @@ async def get_expert(name: str, state: StateDep, _: AdminDep) -> ExpertSpec:
 
 @router.patch("/{name}")
 async def update_expert(
-    name: str, patch: ExpertSpecPatch, state: StateDep, _: AdminDep
+    name: str, patch: ExpertSpecPatch, state: StateDep, admin: AdminDep
 ) -> ExpertSpec:
     current = await state.registry.get(name)
     if current is not None:
         _not_managed(current)
         changed = patch.apply(current)
+        await _allowed(state, changed)
         pilots = await _with_pilots(changed)
         if pilots.exemplars != changed.exemplars:
             patch = patch.model_copy(update={"exemplars": pilots.exemplars})
         _buildable(state, patch.apply(current))
-    spec = await state.registry.update(name, patch)
+    spec = await state.registry.update(name, patch, actor=_actor(admin))
     await state.pool.sync()
     return spec
 
 
 @router.delete("/{name}")
-async def remove_expert(name: str, state: StateDep, _: AdminDep) -> ExpertSpec:
+async def remove_expert(name: str, state: StateDep, admin: AdminDep) -> ExpertSpec:
     """New requests stop at once; requests in flight on it finish."""
     current = await state.registry.get(name)
     if current is not None:
         _not_managed(current)
-    spec = await state.registry.remove(name)
+    spec = await state.registry.remove(name, actor=_actor(admin))
     await state.pool.sync()
     return spec
 
@@ -96,3 +121,16 @@ def _buildable(state: StateDep, spec: ExpertSpec) -> None:
         state.pool.check(spec)
     except ValueError as exc:
         raise InvalidRequest(f"expert {spec.name!r} cannot be built: {exc}") from exc
+
+
+async def _allowed(state: StateDep, spec: ExpertSpec) -> None:
+    """The `security` rules (DNS included), before anything reaches the endpoint."""
+    try:
+        await SpecGuard(state.settings.security).acheck(spec)
+    except SpecRefused as exc:
+        raise InvalidRequest(f"expert {spec.name!r}: {exc}", param=exc.param) from None
+
+
+def _actor(admin: object) -> str:
+    """Who the history names: the admin key's name once keys have names, else the API."""
+    return f"admin:{admin}" if isinstance(admin, str) and admin else ADMIN_ACTOR

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.deps import StateDep
+from gateway.deps import ClientDep, StateDep
 from gateway.errors import InvalidRequest
 from gateway.protocol import (
     RouteCategory,
@@ -19,11 +19,13 @@ router = APIRouter(tags=["routing"])
 
 
 @router.post("/v1/route")
-async def route(body: RouteRequest, state: StateDep) -> RouteResponse:
+async def route(body: RouteRequest, state: StateDep, grant: ClientDep) -> RouteResponse:
+    """The decision as the router makes it; `selected` and the fusion plan hold only what the
+    caller's API key may use."""
     query = body.text()
     if not query:
         raise InvalidRequest("give a non-empty 'query' or 'messages'", param="query")
-    preview = await state.service.preview(query)
+    preview = await state.service.preview(query, grant)
     decision = preview.decision
     plan = preview.fusion
     fusion = RouteFusion(

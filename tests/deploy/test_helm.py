@@ -217,7 +217,7 @@ def test_production_values(tools: Path, tmp_path: Path) -> None:
     # Upstream keys reach the gateway from the Secret, by their api_key_env names.
     env = _gateway_deployment(manifests)["spec"]["template"]["spec"]["containers"][0]["env"]
     from_secret = {e["name"] for e in env if "secretKeyRef" in e.get("valueFrom", {})}
-    assert {"COE_ADMIN_KEY", "OPENAI_API_KEY", "QWEN_MATH_KEY"} <= from_secret
+    assert {"COE_ADMIN_KEY", "OPENAI_API_KEY", "EXPERT_QWEN_MATH_KEY"} <= from_secret
 
 
 def test_discovery_registers_the_charts_vllm_services(tools: Path, tmp_path: Path) -> None:

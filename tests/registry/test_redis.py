@@ -80,7 +80,8 @@ async def test_every_key_lives_under_the_prefix(redis_prefix: str) -> None:
 
     with redis.Redis.from_url(REDIS_URL, decode_responses=True) as client:
         keys = set(client.scan_iter(match=f"{redis_prefix}*"))
-    assert keys == {f"{redis_prefix}experts", f"{redis_prefix}meta", f"{redis_prefix}revision"}
+    names = ("experts", "meta", "revision", "history")
+    assert keys == {f"{redis_prefix}{name}" for name in names}
 
 
 @pytest.mark.redis
