@@ -17,14 +17,9 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from experts.base import Expert
-from experts.errors import ExpertError
 from experts.factory import build_expert
 from experts.retriever import RetrieverStore, with_pilots
 from gateway import tracing
@@ -32,22 +27,22 @@ from gateway.affinity import Affinity, affinity_store
 from gateway.auth import Auth, check_exposure
 from gateway.breaker import Breakers, breaker_store
 from gateway.discovery import kubernetes_discovery
-from gateway.errors import GatewayError, HttpError, error_from_exception, http_error
 from gateway.guard import SpecGuard, acheck_configured, check_configured
 from gateway.guarded_http import guarded_client, guarded_sync_transport
+from gateway.handlers import install_error_handlers, without_422
 from gateway.key_stores import key_store
 from gateway.limits import BodyLimitMiddleware
 from gateway.metrics import Metrics
 from gateway.pool import ExpertPool, mark_registry
 from gateway.prober import Prober, probing
-from gateway.quotas import Quotas, RateLimited
+from gateway.quotas import Quotas
 from gateway.routes import admin, chat, health, models, route
 from gateway.routes import keys as key_routes
 from gateway.routes import restore as restore_routes
 from gateway.service import ChatService
 from gateway.settings import Settings
 from gateway.state import GatewayState
-from registry.base import Registry, RegistryError
+from registry.base import Registry
 from registry.factory import registry_from_url
 from registry.spec import ExpertSpec
 from registry.urls import redact_url
@@ -83,7 +78,8 @@ def create_app(settings: Settings, *, router: Router | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.server.max_body_bytes)
     for module in (chat, models, route, restore_routes, admin, key_routes, health):
         app.include_router(module.router)
-    _install_error_handlers(app)
+    install_error_handlers(app)
+    without_422(app)
     return app
 
 
@@ -215,56 +211,3 @@ def _local_model_store(settings: Settings) -> LocalModelStore:
 
     local = settings.local
     return LocalModelStore(dtype=local.dtype, torch_threads=local.threads())
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    def respond(error: HttpError) -> JSONResponse:
-        return JSONResponse(error.body.model_dump(), status_code=error.status)
-
-    async def on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
-        error = error_from_exception(exc)
-        if error.status >= 500:
-            log.warning("%s %s -> %d: %s", request.method, request.url.path, error.status, exc)
-        response = respond(error)
-        if isinstance(exc, RateLimited):
-            response.headers["retry-after"] = str(exc.retry_after_s)
-        return response
-
-    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError | ValidationError)
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return respond(
-                http_error(
-                    400, "request body is not valid JSON", "invalid_request_error", "invalid_json"
-                )
-            )
-        first = errors[0] if errors else {}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
-            for e in errors[:5]
-        )
-        # 400, as OpenAI and vLLM answer invalid parameters (the official client raises
-        # BadRequestError for it; a 422 would surface as UnprocessableEntityError)
-        return respond(
-            http_error(
-                400, details, "invalid_request_error", "invalid_value", ".".join(loc) or None
-            )
-        )
-
-    async def on_http(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        type_ = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return respond(http_error(exc.status_code, str(exc.detail), type_, None))
-
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("%s %s failed", request.method, request.url.path)
-        return respond(error_from_exception(exc))
-
-    for kind in (GatewayError, ExpertError, RegistryError):
-        app.add_exception_handler(kind, on_gateway_error)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(ValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)

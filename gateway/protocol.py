@@ -8,9 +8,10 @@ so the official `openai` client parses them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from experts.chat import AUTO_MODEL, ChatRequest, FusionRequest, Message, Role, Sampling, Usage
 from gateway.fusion.base import FusionKind
@@ -62,7 +63,7 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    include_usage: bool = False
+    include_usage: Annotated[bool, Strict()] = False
 
 
 class CoeOptions(BaseModel):
@@ -99,19 +100,24 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = AUTO_MODEL
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    # Strict: `true` is not a number and "1" not a boolean (as the schema says), ints pass as floats
+    stream: Annotated[bool, Strict()] = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int = Field(default=1, description="One answer per request: only n=1 is served.")
+    temperature: Annotated[float, Strict()] | None = Field(default=None, ge=0, le=2)
+    top_p: Annotated[float, Strict()] | None = Field(default=None, ge=0, le=1)
+    max_tokens: Annotated[int, Strict()] | None = Field(default=None, ge=1)
+    max_completion_tokens: Annotated[int, Strict()] | None = Field(default=None, ge=1)
+    n: Annotated[int, Strict()] = Field(
+        default=1,
+        description="One answer per request: only n=1 is served.",
+        json_schema_extra={"minimum": 1, "maximum": 1},
+    )
     stop: str | list[str] | None = None
-    seed: int | None = None
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    seed: Annotated[int, Strict()] | None = None
+    presence_penalty: Annotated[float, Strict()] | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: Annotated[float, Strict()] | None = Field(default=None, ge=-2, le=2)
+    logprobs: Annotated[bool, Strict()] | None = None
+    top_logprobs: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=20)
     user: str | None = None
     coe: CoeOptions | None = None
 
@@ -268,12 +274,23 @@ class ModelList(BaseModel):
 
 
 class RouteRequest(BaseModel):
-    """`POST /v1/route`: either a plain `query` or chat `messages` (last user message)."""
+    """`POST /v1/route`: either a plain `query` or chat `messages` (routed as a chat request
+    with them would be, even when they hold no text: the router then abstains)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"anyOf": [{"required": ["query"]}, {"required": ["messages"]}]},
+    )
 
-    query: str | None = Field(default=None, min_length=1)
-    messages: list[ChatMessage] | None = Field(default=None, min_length=1)
+    query: Annotated[str, Field(min_length=1)] | SkipJsonSchema[None] = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _no_null(self) -> RouteRequest:
+        for name in ("query", "messages"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} may not be null (leave it out)")
+        return self
 
     def text(self) -> str | None:
         if self.query is not None:

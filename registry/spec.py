@@ -11,6 +11,7 @@ import enum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 __all__ = ["NAME_PATTERN", "ExpertKind", "ExpertSpec", "ExpertSpecPatch"]
 
@@ -18,6 +19,10 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 """Expert names are used in URLs, headers and metric labels: keep them plain."""
 
 Category = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9*][\w .:-]*$")]
+Exemplar = Annotated[str, Field(min_length=1, max_length=4000)]
+ENDPOINT_PATTERN = r"^https?://[^\s]+$"
+ENV_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+_CLEARABLE = frozenset({"endpoint", "model", "api_key_env", "system_prompt"})
 
 
 class ExpertKind(enum.StrEnum):
@@ -36,16 +41,50 @@ class ExpertKind(enum.StrEnum):
     searched in-process, or an index served over HTTP (`endpoint`, `coe index serve`)."""
 
 
+def _when(kind: list[str], then: dict[str, Any]) -> dict[str, Any]:
+    return {"if": {"properties": {"kind": {"enum": kind}}, "required": ["kind"]}, "then": then}
+
+
+_URL = {"type": "string", "pattern": ENDPOINT_PATTERN}
+_KIND_RULES: dict[str, Any] = {
+    "allOf": [  # what `_check_kind` enforces, in the JSON schema too (OpenAPI clients, fuzzers)
+        _when(["openai", "vllm"], {"required": ["endpoint"], "properties": {"endpoint": _URL}}),
+        _when(
+            ["openai"],
+            {"required": ["model"], "properties": {"model": {"type": "string", "minLength": 1}}},
+        ),
+        _when(
+            ["retriever"],
+            {
+                "anyOf": [
+                    {"required": ["endpoint"], "properties": {"endpoint": _URL}},
+                    {
+                        "required": ["options"],
+                        "properties": {
+                            "options": {
+                                "type": "object",
+                                "required": ["index"],
+                                "properties": {"index": {"type": "string", "minLength": 1}},
+                            }
+                        },
+                    },
+                ]
+            },
+        ),
+    ]
+}
+
+
 class ExpertSpec(BaseModel):
     """One expert as the registry stores it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_KIND_RULES)
 
     name: str = Field(pattern=NAME_PATTERN, description="Unique name; also the pinnable model id.")
     kind: ExpertKind
     endpoint: str | None = Field(
         default=None,
-        pattern=r"^https?://[^\s]+$",
+        pattern=ENDPOINT_PATTERN,
         description="Base URL of the OpenAI-compatible server, e.g. http://vllm-0:8000/v1.",
     )
     model: str | None = Field(
@@ -55,7 +94,7 @@ class ExpertSpec(BaseModel):
     )
     api_key_env: str | None = Field(
         default=None,
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        pattern=ENV_PATTERN,
         description="Name of the environment variable that holds the upstream API key.",
     )
     categories: list[Category] = Field(
@@ -63,7 +102,7 @@ class ExpertSpec(BaseModel):
         max_length=256,
         description="Router categories this expert serves; '*' serves every category.",
     )
-    exemplars: list[Annotated[str, Field(min_length=1, max_length=4000)]] = Field(
+    exemplars: list[Exemplar] = Field(
         default_factory=list,
         max_length=2000,
         description="Example queries; they define a category named after the expert.",
@@ -84,6 +123,7 @@ class ExpertSpec(BaseModel):
     )
     managed_by: str | None = Field(
         default=None,
+        json_schema_extra={"readOnly": True},
         pattern=r"^[a-z]+:[^\s]{1,300}$",
         description="Set by a discovery source (`kubernetes:<namespace>/<service>`): the source "
         "adds, changes and removes this expert; the admin API does not.",
@@ -106,23 +146,32 @@ class ExpertSpec(BaseModel):
 
 
 class ExpertSpecPatch(BaseModel):
-    """A partial update (`PATCH /admin/experts/{name}`): every field optional, name fixed."""
+    """A partial update (`PATCH /admin/experts/{name}`): every field optional, name fixed, each
+    with the constraints of `ExpertSpec`. `null` clears a field that may be empty (`endpoint`,
+    `model`, `api_key_env`, `system_prompt`) and is refused for the others."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: ExpertKind | None = None
-    endpoint: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
-    categories: list[str] | None = None
-    exemplars: list[str] | None = None
-    cost: float | None = None
-    timeout_s: float | None = None
-    connect_timeout_s: float | None = None
-    max_concurrency: int | None = None
-    enabled: bool | None = None
-    system_prompt: str | None = None
-    options: dict[str, Any] | None = None
+    kind: ExpertKind | SkipJsonSchema[None] = None
+    endpoint: Annotated[str, Field(pattern=ENDPOINT_PATTERN)] | None = None
+    model: Annotated[str, Field(max_length=256)] | None = None
+    api_key_env: Annotated[str, Field(pattern=ENV_PATTERN)] | None = None
+    categories: Annotated[list[Category], Field(max_length=256)] | SkipJsonSchema[None] = None
+    exemplars: Annotated[list[Exemplar], Field(max_length=2000)] | SkipJsonSchema[None] = None
+    cost: Annotated[float, Field(ge=0)] | SkipJsonSchema[None] = None
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] | SkipJsonSchema[None] = None
+    connect_timeout_s: Annotated[float, Field(gt=0, le=300)] | SkipJsonSchema[None] = None
+    max_concurrency: Annotated[int, Field(ge=1, le=100_000)] | SkipJsonSchema[None] = None
+    enabled: bool | SkipJsonSchema[None] = None
+    system_prompt: Annotated[str, Field(max_length=8000)] | None = None
+    options: dict[str, Any] | SkipJsonSchema[None] = None
+
+    @model_validator(mode="after")
+    def _no_null_where_a_value_is_needed(self) -> ExpertSpecPatch:
+        for name in self.model_fields_set - _CLEARABLE:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} may not be null")
+        return self
 
     def apply(self, spec: ExpertSpec) -> ExpertSpec:
         """Return `spec` with the set fields replaced, validated again as a whole."""

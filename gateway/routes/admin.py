@@ -10,14 +10,20 @@ from __future__ import annotations
 import anyio.to_thread
 from fastapi import APIRouter, Query, status
 
+from experts.errors import ExpertError
 from experts.retriever import with_pilots
 from gateway.deps import AdminDep, StateDep
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.guard import SpecGuard, SpecRefused
+from gateway.handlers import error_responses
 from registry.history import Change
 from registry.spec import ExpertSpec, ExpertSpecPatch
 
-router = APIRouter(prefix="/admin/experts", tags=["admin"])
+router = APIRouter(
+    prefix="/admin/experts",
+    tags=["admin"],
+    responses=error_responses(400, 401, 403, 404, 409, 413, 503),
+)
 
 ADMIN_ACTOR = "admin-api"
 MAX_HISTORY = 1000
@@ -109,7 +115,7 @@ async def _with_pilots(spec: ExpertSpec) -> ExpertSpec:
     """A retriever without exemplars is routable by its index's pilot texts."""
     try:
         return await anyio.to_thread.run_sync(with_pilots, spec)
-    except ValueError as exc:
+    except (ValueError, ExpertError) as exc:  # a missing index, or no index server there
         raise InvalidRequest(
             f"retriever {spec.name!r}: {exc}",
             param="options.index" if not spec.endpoint else "endpoint",

@@ -16,6 +16,7 @@ from gateway import tracing
 from gateway.answers import Answer, AnswerMeta, AnswerStream
 from gateway.deps import ClientDep, StateDep
 from gateway.fusion.calls import ClientGone
+from gateway.handlers import error_responses
 from gateway.keys import Grant
 from gateway.protocol import (
     ChatCompletionRequest,
@@ -27,7 +28,9 @@ from gateway.protocol import (
 from gateway.sse import MEDIA_TYPE, chat_events
 from gateway.state import GatewayState
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(
+    tags=["chat"], responses=error_responses(400, 401, 403, 404, 413, 429, 502, 503, 504)
+)
 log = logging.getLogger("coe.chat")
 
 
@@ -75,7 +78,24 @@ def _extension(meta: AnswerMeta) -> dict[str, object]:
     return {} if extension is None else {"coe": extension}
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={
+        200: {
+            "model": ChatCompletionResponse,
+            "description": "The answer; with `stream: true`, server-sent events of chunks",
+            "content": {
+                "text/event-stream": {  # each event: `data: <chunk JSON>`, the last `[DONE]`
+                    "schema": {
+                        "type": "object",
+                        "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+                    }
+                }
+            },
+        }
+    },
+)
 async def chat_completions(
     body: ChatCompletionRequest,
     state: StateDep,

@@ -20,7 +20,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+_READY = {
+    "description": "Ready, or not (503) with `reasons`; the same JSON object either way",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+
+@router.get("/readyz", response_class=JSONResponse, responses={200: _READY, 503: _READY})
 async def readyz(state: StateDep) -> JSONResponse:
     """Ready when the router is loaded, the registry answers, some expert is in rotation and
     the limit store does not refuse; `reasons` says what is missing."""
@@ -53,8 +59,18 @@ async def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse(body, status_code=503 if reasons else 200)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(state: StateDep) -> Response:
+    """The gateway's Prometheus metrics (README "Observability")."""
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

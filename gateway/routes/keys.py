@@ -11,9 +11,14 @@ from fastapi import APIRouter, status
 
 from gateway.deps import AdminDep, StateDep
 from gateway.errors import Conflict, NotFound, ServiceUnavailable
+from gateway.handlers import error_responses
 from gateway.keys import KeyExists, KeyInfo, KeyNotFound, KeyRequest, KeyStore, new_key
 
-router = APIRouter(prefix="/admin/keys", tags=["admin"])
+router = APIRouter(
+    prefix="/admin/keys",
+    tags=["admin"],
+    responses=error_responses(400, 401, 403, 404, 409, 413, 503),
+)
 
 
 class CreatedKey(KeyInfo):

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from gateway.deps import ClientDep, StateDep
+from gateway.handlers import error_responses
 from gateway.protocol import AUTO_MODEL, ExpertStatus, ModelCard, ModelList
 from gateway.state import GatewayState
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], responses=error_responses(401, 503))
 
 
 @router.get("/v1/models")

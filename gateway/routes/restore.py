@@ -12,11 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.deps import AdminDep, StateDep
 from gateway.errors import InvalidRequest
+from gateway.handlers import error_responses
 from gateway.pool import mark_registry
 from registry.base import ExpertExists
 from registry.spec import ExpertSpec
 
-router = APIRouter(prefix="/admin/experts", tags=["admin"])
+router = APIRouter(
+    prefix="/admin/experts", tags=["admin"], responses=error_responses(400, 401, 403, 413, 503)
+)
 
 
 class RestoreRequest(BaseModel):

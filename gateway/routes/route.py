@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from gateway.deps import ClientDep, StateDep
 from gateway.errors import InvalidRequest
+from gateway.handlers import error_responses
 from gateway.protocol import (
     RouteCategory,
     RouteExpert,
@@ -15,7 +16,7 @@ from gateway.protocol import (
     RouteRetrieval,
 )
 
-router = APIRouter(tags=["routing"])
+router = APIRouter(tags=["routing"], responses=error_responses(400, 401, 403, 413, 503))
 
 
 @router.post("/v1/route")
@@ -23,7 +24,7 @@ async def route(body: RouteRequest, state: StateDep, grant: ClientDep) -> RouteR
     """The decision as the router makes it; `selected` and the fusion plan hold only what the
     caller's API key may use."""
     query = body.text()
-    if not query:
+    if query is None:
         raise InvalidRequest("give a non-empty 'query' or 'messages'", param="query")
     preview = await state.service.preview(query, grant)
     decision = preview.decision
