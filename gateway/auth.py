@@ -8,22 +8,28 @@
               gateway refuses to start)
 
 When keys are not required the `Authorization` header is ignored (OpenAI clients always send
-one). When they are, a missing, unknown or revoked key is a 401 in OpenAI's error shape, and a
-key store that cannot be read is a 503: never open by accident.
+one). When they are, a missing, unknown or revoked key is a 401 in OpenAI's error shape. A key
+store that cannot be read is a 503 (never open by accident), except for keys this replica found
+in it within the last 10 minutes (stale-if-error: a short Redis outage does not stop known
+callers; revocation is immediate whenever the store answers).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 
 from gateway.errors import ServiceUnavailable, Unauthorized
-from gateway.keys import Grant, KeyStore, hash_key
+from gateway.keys import ClientKey, Grant, KeyStore, hash_key
 from gateway.settings import AuthSettings, ConfigError
 
 __all__ = ["Auth", "check_exposure", "is_loopback"]
 
 log = logging.getLogger("coe.auth")
+STALE_IF_ERROR_S = 600.0
+"""How long a key found in the store stays usable while the store cannot be reached."""
+MAX_SEEN = 100_000
 
 
 def is_loopback(host: str) -> bool:
@@ -54,6 +60,9 @@ class Auth:
         self.settings = settings
         self.loopback = is_loopback(host)
         self._keys_exist = False  # once true, true for good: revoked keys stay in the store
+        self._count_seen: int | None = None
+        self._seen: dict[str, tuple[float, ClientKey]] = {}
+        """Keys found lately (hash -> when, record): used only while the store is unreachable."""
 
     async def required(self) -> bool:
         mode = self.settings.client_keys
@@ -74,23 +83,42 @@ class Auth:
             if not await self._count():
                 message += "; no client key exists yet: create one (POST /admin/keys, coe keys)"
             raise Unauthorized(message)
-        try:
-            record = await self.store.find(hash_key(token))
-        except Exception as exc:
-            log.warning("client key store unreachable: %s", type(exc).__name__)
-            raise ServiceUnavailable("the client key store is unreachable; try again") from exc
+        record = await self._find(hash_key(token))
         if record is None:
             raise Unauthorized("invalid API key")
         if not record.active:
             raise Unauthorized(f"API key {record.shown} ({record.name}) was revoked")
         return record.grant()
 
+    async def _find(self, sha256: str) -> ClientKey | None:
+        """The store's record; while the store is unreachable, one it gave within
+        `STALE_IF_ERROR_S` (a short Redis outage does not stop callers it already knew)."""
+        now = time.monotonic()
+        try:
+            record = await self.store.find(sha256)
+        except Exception as exc:
+            seen = self._seen.get(sha256)
+            if seen is not None and now - seen[0] <= STALE_IF_ERROR_S:
+                return seen[1]
+            raise _unreachable(exc) from exc
+        if record is not None:
+            if len(self._seen) >= MAX_SEEN:
+                self._seen.clear()
+            self._seen[sha256] = (now, record)
+        return record
+
     async def _count(self) -> int:
         try:
-            return await self.store.count()
+            self._count_seen = await self.store.count()
         except Exception as exc:
-            log.warning("client key store unreachable: %s", type(exc).__name__)
-            raise ServiceUnavailable("the client key store is unreachable; try again") from exc
+            if self._count_seen is None:  # never read: cannot tell whether keys exist
+                raise _unreachable(exc) from exc
+        return self._count_seen
+
+
+def _unreachable(exc: Exception) -> ServiceUnavailable:
+    log.warning("client key store unreachable: %s", type(exc).__name__)
+    return ServiceUnavailable("the client key store is unreachable; try again")
 
 
 def _bearer(authorization: str | None) -> str | None:

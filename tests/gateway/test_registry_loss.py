@@ -9,6 +9,7 @@ import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,8 @@ MATH = [{"role": "user", "content": "Solve for x: 2x + 3 = 11."}]
 class OwnRedis:
     """A redis-server that keeps nothing on disk, on a free loopback port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persistent: bool = False) -> None:
+        self.persistent = persistent
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -46,7 +48,8 @@ class OwnRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else []
         self.process = subprocess.Popen(
             ["redis-server", *args, "--dir", str(self.workdir)], stdout=subprocess.DEVNULL
         )
@@ -65,16 +68,27 @@ class OwnRedis:
         self.process.wait()
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+def _serve(tmp_path: Path, persistent: bool) -> Iterator[OwnRedis]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (Debian package redis-server)")
-    server = OwnRedis(tmp_path)
+    server = OwnRedis(tmp_path, persistent=persistent)
     server.start()
     try:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """Keeps nothing: comes back empty after a restart."""
+    yield from _serve(tmp_path, persistent=False)
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """Append-only file, fsync on every write: comes back with its data."""
+    yield from _serve(tmp_path, persistent=True)
 
 
 def registry_status(gw: Gateway) -> str:
@@ -142,3 +156,58 @@ def test_restore_from_a_backup_file_names_a_bad_field(tmp_path: Path, sims: dict
     refused = runner.invoke(cli, ["experts", "restore", "--file", str(broken), "-c", str(config)])
     assert refused.exit_code == 2
     assert "broken.json: 0" in refused.output
+
+
+def test_redis_stopped_and_restarted_under_traffic(
+    tmp_path: Path, sims: dict[str, Sim], embedder: Embedder, durable_redis: OwnRedis
+) -> None:
+    """Keys required, traffic all along: while Redis is down the gateway serves its last good
+    table (and the keys it knew); once Redis is back it resyncs, and nothing failed."""
+    config = write_config(
+        tmp_path,
+        standard_experts(sims),
+        registry={"url": durable_redis.url},
+        auth={"client_keys": "required"},
+    )
+    with run_gateway(config, embedder) as gw:
+        key = httpx.post(
+            f"{gw.url}/admin/keys", json={"name": "steady"}, headers=gw.admin_headers
+        ).json()["key"]
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            with httpx.Client(timeout=30, headers={"authorization": f"Bearer {key}"}) as client:
+                while not stop.is_set():
+                    body = {"messages": MATH}
+                    statuses.append(
+                        client.post(f"{gw.url}/v1/chat/completions", json=body).status_code
+                    )
+                    time.sleep(0.05)
+
+        worker = threading.Thread(target=traffic)
+        worker.start()
+        time.sleep(0.5)
+        durable_redis.kill()
+        time.sleep(1.5)  # down: served from the last good table
+        during = len(statuses)
+        durable_redis.start()  # back, with its data (append-only file)
+        time.sleep(1.0)
+        stop.set()
+        worker.join()
+        assert len(statuses) > during > 5
+        assert set(statuses) == {200}, statuses
+        assert registry_status(gw) == "ok"  # not mistaken for a loss: its data came back
+        added = httpx.post(  # and it resyncs: a new expert is routable at once
+            f"{gw.url}/admin/experts",
+            json={
+                "name": "late",
+                "kind": "vllm",
+                "endpoint": sims["code"].url,
+                "categories": ["x"],
+            },
+            headers=gw.admin_headers,
+        )
+        assert added.status_code == 201, added.text
+        models = httpx.get(f"{gw.url}/v1/models", headers={"authorization": f"Bearer {key}"})
+        assert "late" in {m["id"] for m in models.json()["data"]}
