@@ -4,6 +4,7 @@ Tree::
 
     ExpertError                     any failure of one expert
     ├── ExpertUnavailable           could not connect / overloaded / not loaded   -> 503 (try next)
+    │   └── ExpertBusy              at its global concurrency cap (all replicas)   -> 429 (try next)
     ├── ExpertTimeout               connect or read timed out                      -> 504
     ├── UpstreamError               upstream answered an error or garbage         -> 502
     │   └── UpstreamRejected        upstream said 4xx about the request itself     -> that 4xx
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 import httpx
 
 __all__ = [
+    "ExpertBusy",
     "ExpertCancelled",
     "ExpertError",
     "ExpertTimeout",
@@ -42,6 +44,11 @@ class ExpertError(Exception):
 
 class ExpertUnavailable(ExpertError):
     """The expert cannot take the request (connection refused, not loaded, overloaded)."""
+
+
+class ExpertBusy(ExpertUnavailable):
+    """The expert has as many requests in flight as its `global_max_concurrency`, counted over
+    every replica: not a failure (the breaker ignores it); the next candidate is tried."""
 
 
 class ExpertTimeout(ExpertError):

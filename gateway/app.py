@@ -41,6 +41,7 @@ from gateway.routes import keys as key_routes
 from gateway.routes import restore as restore_routes
 from gateway.service import ChatService
 from gateway.settings import Settings
+from gateway.slots import slot_store
 from gateway.state import GatewayState
 from registry.base import Registry
 from registry.factory import registry_from_url
@@ -105,6 +106,7 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
         upstream.breaker_cooldown_s,
         breaker_store(settings.registry.resolved_url()),
     )
+    slots = slot_store(settings.registry.resolved_url())
     try:
         await _seed(registry, settings, guard)
         limits = httpx.Limits(
@@ -132,6 +134,7 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
                 build,
                 metrics,
                 breakers=breakers,
+                slots=slots,
             )
             affinity = Affinity(store, settings.affinity)
             service = ChatService(
@@ -163,6 +166,7 @@ async def _resources(settings: Settings, router: Router | None) -> AsyncIterator
                 await pool.aclose()
                 local_models.close()
     finally:
+        await slots.aclose()
         await breakers.store.aclose()
         await quotas.aclose()
         await keys.aclose()

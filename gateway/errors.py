@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from experts.errors import (
+    ExpertBusy,
     ExpertCancelled,
     ExpertError,
     ExpertTimeout,
@@ -143,6 +144,8 @@ def _expert_error(exc: ExpertError) -> HttpError:
         return http_error(504, exc.message, "timeout_error", "upstream_timeout")
     if isinstance(exc, UpstreamError):
         return http_error(502, exc.message, "upstream_error", "upstream_error")
+    if isinstance(exc, ExpertBusy):
+        return http_error(429, exc.message, "rate_limit_error", "expert_busy")
     if isinstance(exc, ExpertUnavailable | ExpertCancelled):
         return http_error(503, exc.message, "service_unavailable", "expert_unavailable")
     return http_error(502, exc.message, "upstream_error", "upstream_error")

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from experts.errors import ExpertError
+from experts.errors import ExpertBusy, ExpertError
 from gateway.errors import GatewayError, HttpError, error_from_exception, http_error
 from gateway.protocol import ErrorResponse
 from gateway.quotas import RateLimited
@@ -54,6 +54,8 @@ def install_error_handlers(app: FastAPI) -> None:
         response = respond(error)
         if isinstance(exc, RateLimited):
             response.headers["retry-after"] = str(exc.retry_after_s)
+        elif isinstance(exc, ExpertBusy):
+            response.headers["retry-after"] = "1"
         return response
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:

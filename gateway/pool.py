@@ -22,9 +22,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from experts.base import Expert
-from experts.errors import ExpertError, ExpertUnavailable
+from experts.errors import ExpertBusy, ExpertError, ExpertUnavailable
 from gateway.breaker import Breakers
 from gateway.metrics import Metrics
+from gateway.slots import MemorySlots, Slots
 from registry.base import Registry, RegistryError
 from registry.spec import ExpertSpec
 from routers.base import ExpertTable
@@ -76,11 +77,13 @@ class ExpertPool:
         breaker_failures: int = 3,
         breaker_cooldown_s: float = 10.0,
         breakers: Breakers | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self._registry = registry
         self._build = build
         self._metrics = metrics
         self.breakers = breakers or Breakers(breaker_failures, breaker_cooldown_s)
+        self._global = slots or MemorySlots()
         self._slots: dict[str, _Slot] = {}
         self._table = ExpertTable(revision=-1, experts=())
         self._lock = asyncio.Lock()
@@ -226,7 +229,7 @@ class ExpertPool:
         slot = self._slots.get(name)
         if slot is None:
             raise ExpertUnavailable(f"expert {name!r} is not registered", expert=name)
-        async with slot.semaphore:
+        async with slot.semaphore, self._global_slot(slot.spec):
             await self._await_started(slot)
             slot.inflight += 1
             self._metrics.inflight.labels(name).inc()
@@ -237,6 +240,25 @@ class ExpertPool:
                 self._metrics.inflight.labels(name).dec()
                 if slot.retired and slot.inflight == 0:
                     self._close_later(slot)
+
+    @contextlib.asynccontextmanager
+    async def _global_slot(self, spec: ExpertSpec) -> AsyncIterator[None]:
+        """One of the expert's `global_max_concurrency` slots over every replica, if it has a
+        cap; `ExpertBusy` (the next candidate is tried) when they are all taken."""
+        cap = spec.global_max_concurrency
+        if cap is None:
+            yield
+            return
+        token = await self._global.acquire(spec.name, cap, spec.timeout_s + 30)
+        if token is None:
+            raise ExpertBusy(
+                f"expert {spec.name!r} has {cap} requests in flight (global_max_concurrency)",
+                expert=spec.name,
+            )
+        try:
+            yield
+        finally:
+            await self._global.release(spec.name, token)
 
     async def _await_started(self, slot: _Slot) -> None:
         assert slot.started is not None
@@ -263,6 +285,8 @@ class ExpertPool:
             return
         if error is None:
             self.breakers.success(name)
+            return
+        if isinstance(error, ExpertBusy):  # at its cap: busy, not failing
             return
         self._metrics.expert_errors.labels(name, type(error).__name__).inc()
         self.breakers.failure(name, type(error).__name__)

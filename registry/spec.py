@@ -22,7 +22,9 @@ Category = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0
 Exemplar = Annotated[str, Field(min_length=1, max_length=4000)]
 ENDPOINT_PATTERN = r"^https?://[^\s]+$"
 ENV_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
-_CLEARABLE = frozenset({"endpoint", "model", "api_key_env", "system_prompt"})
+_CLEARABLE = frozenset(
+    {"endpoint", "model", "api_key_env", "system_prompt", "global_max_concurrency"}
+)
 
 
 class ExpertKind(enum.StrEnum):
@@ -110,7 +112,16 @@ class ExpertSpec(BaseModel):
     cost: float = Field(default=1.0, ge=0, description="Relative cost per request (any unit).")
     timeout_s: float = Field(default=60.0, gt=0, le=3600, description="Read timeout per request.")
     connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
-    max_concurrency: int = Field(default=16, ge=1, le=100_000)
+    max_concurrency: int = Field(
+        default=16, ge=1, le=100_000, description="Requests in flight, per gateway process."
+    )
+    global_max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Requests in flight over every replica (counted in Redis with the Redis "
+        "registry); above it the next candidate is tried, else 429.",
+    )
     enabled: bool = True
     system_prompt: str | None = Field(
         default=None,
@@ -162,6 +173,7 @@ class ExpertSpecPatch(BaseModel):
     timeout_s: Annotated[float, Field(gt=0, le=3600)] | SkipJsonSchema[None] = None
     connect_timeout_s: Annotated[float, Field(gt=0, le=300)] | SkipJsonSchema[None] = None
     max_concurrency: Annotated[int, Field(ge=1, le=100_000)] | SkipJsonSchema[None] = None
+    global_max_concurrency: Annotated[int, Field(ge=1, le=100_000)] | None = None
     enabled: bool | SkipJsonSchema[None] = None
     system_prompt: Annotated[str, Field(max_length=8000)] | None = None
     options: dict[str, Any] | SkipJsonSchema[None] = None
