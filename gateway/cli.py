@@ -22,16 +22,19 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 import yaml
 
+from gateway.cli_common import ConfigOpt, UrlOpt
+from gateway.cli_common import admin_client as _admin_client
+from gateway.cli_common import checked as _check
+from gateway.cli_common import settings_or_exit as _settings
 from gateway.cli_index import register as register_index
 from gateway.cli_keys import register as register_keys
 from gateway.cli_restore import register as register_restore
 from gateway.cli_routing import register as register_routing
 from gateway.logs import setup_logging
-from gateway.settings import ConfigError, Settings, load_settings
+from gateway.settings import ConfigError
 from registry.base import RegistryError
 from registry.factory import registry_from_url
 from registry.history import Change, changed_fields
@@ -54,42 +57,6 @@ register_keys(app)
 register_restore(experts_app)
 
 CLI_ACTOR = "cli"
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (or env COE_CONFIG).")
-]
-UrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        help="Gateway base URL: use its admin API (key from COE_ADMIN_KEY) "
-        "instead of opening the registry directly.",
-    ),
-]
-
-
-def _settings(config: Path | None, **overrides: Any) -> Settings:
-    try:
-        settings = load_settings(config, **overrides)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    _check_retrievers(settings)
-    return settings
-
-
-def _check_retrievers(settings: Settings) -> None:
-    """The configured retrievers' indexes load (a missing or corrupt one is named now, not in a
-    start-up traceback)."""
-    from experts.retriever import with_pilots
-
-    for i, spec in enumerate(settings.experts):
-        if spec.kind.value != "retriever" or spec.endpoint:
-            continue
-        try:
-            with_pilots(spec)
-        except ValueError as exc:
-            typer.echo(f"error: experts[{i}] ({spec.name}) options.index: {exc}", err=True)
-            raise typer.Exit(2) from None
 
 
 @app.command()
@@ -171,27 +138,6 @@ def simulate(
 
 
 # ---- experts ---------------------------------------------------------------------------------
-
-
-def _admin_client(url: str) -> httpx.Client:
-    key = os.environ.get("COE_ADMIN_KEY")
-    if not key:
-        typer.echo("error: set COE_ADMIN_KEY to use the admin API", err=True)
-        raise typer.Exit(2)
-    return httpx.Client(
-        base_url=url.rstrip("/"), headers={"authorization": f"Bearer {key}"}, timeout=30
-    )
-
-
-def _check(response: httpx.Response) -> Any:
-    if response.is_error:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text
-        typer.echo(f"error: {response.status_code}: {message}", err=True)
-        raise typer.Exit(1)
-    return response.json()
 
 
 async def _direct(config: Path | None, action: str, payload: Any = None) -> Any:

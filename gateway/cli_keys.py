@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from gateway.cli_common import ConfigOpt, UrlOpt, admin_client, checked, settings_or_exit
 from gateway.keys import KeyExists, KeyNotFound, KeyRequest, KeyStore, new_key
 
 __all__ = ["register"]
@@ -18,24 +19,15 @@ __all__ = ["register"]
 T = TypeVar("T")
 keys_app = typer.Typer(help="Create, list and revoke client API keys.", no_args_is_help=True)
 
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (or env COE_CONFIG).")
-]
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", help="Gateway base URL: use its admin API (key from COE_ADMIN_KEY)."),
-]
-
 
 def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
 
 
 def _direct(config: Path | None, work: Callable[[KeyStore], Awaitable[T]]) -> T:
-    from gateway.cli import _settings
     from gateway.key_stores import key_store
 
-    store = key_store(_settings(config).registry.resolved_url())
+    store = key_store(settings_or_exit(config).registry.resolved_url())
 
     async def run() -> T:
         await store.open()
@@ -55,10 +47,8 @@ def _direct(config: Path | None, work: Callable[[KeyStore], Awaitable[T]]) -> T:
 
 
 def _admin(url: str, method: str, path: str, body: Any = None) -> Any:
-    from gateway.cli import _admin_client, _check
-
-    with _admin_client(url) as client:
-        return _check(client.request(method, path, json=body))
+    with admin_client(url) as client:
+        return checked(client.request(method, path, json=body))
 
 
 @keys_app.command("create")

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import TypeAdapter, ValidationError
 
+from gateway.cli_common import ConfigOpt, UrlOpt, admin_client, checked, settings_or_exit
 from registry.base import ExpertExists, RegistryError
 from registry.spec import ExpertSpec
 
@@ -43,19 +44,17 @@ def _backup(path: Path) -> list[ExpertSpec]:
 
 def experts_restore(
     file: Annotated[Path | None, typer.Option(help="A backup (coe experts list --json).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
-    url: Annotated[str | None, typer.Option(help="A replica's base URL (COE_ADMIN_KEY).")] = None,
+    config: ConfigOpt = None,
+    url: UrlOpt = None,
 ) -> None:
     """Write experts back into a registry that lost its data; existing ones are kept."""
     specs = None if file is None else _backup(file)
     if url:
-        from gateway.cli import _admin_client, _check
-
         body: dict[str, Any] = {}
         if specs is not None:
             body["experts"] = [s.model_dump(mode="json") for s in specs]
-        with _admin_client(url) as client:
-            result = _check(client.post("/admin/experts/restore", json=body, timeout=120))
+        with admin_client(url) as client:
+            result = checked(client.post("/admin/experts/restore", json=body, timeout=120))
     elif specs is None:
         typer.echo("error: without --url, give --file (a backup) to restore from", err=True)
         raise typer.Exit(2)
@@ -65,11 +64,10 @@ def experts_restore(
 
 
 async def _direct(config: Path | None, specs: list[ExpertSpec]) -> dict[str, list[str]]:
-    from gateway.cli import _settings
     from gateway.pool import mark_registry
     from registry.factory import registry_from_url
 
-    registry = registry_from_url(_settings(config).registry.resolved_url())
+    registry = registry_from_url(settings_or_exit(config).registry.resolved_url())
     try:
         await registry.open()
         restored, kept = [], []
