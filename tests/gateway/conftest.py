@@ -157,6 +157,19 @@ def run_gateway(config: Path, embedder: Embedder, **overrides: Any) -> Iterator[
         yield Gateway(url, app, settings)
 
 
+@contextlib.contextmanager
+def two_replicas(
+    tmp_path: Path, embedder: Embedder, experts: list[dict[str, Any]], registry_url: str
+) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two gateways (replicas `a` and `b`, each with its own config file) on one registry."""
+    configs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        configs.append(write_config(tmp_path / name, experts, registry={"url": registry_url}))
+    with run_gateway(configs[0], embedder) as a, run_gateway(configs[1], embedder) as b:
+        yield a, b
+
+
 @pytest.fixture
 def gateway(tmp_path: Path, sims: dict[str, Sim], embedder: Embedder) -> Iterator[Gateway]:
     with run_gateway(write_config(tmp_path, standard_experts(sims)), embedder) as gw:

@@ -21,7 +21,7 @@ from gateway.affinity import (
     tool_result_ids,
 )
 from routers.embedder import Embedder
-from tests.gateway.conftest import Gateway, Sim, expert, run_gateway, write_config
+from tests.gateway.conftest import Gateway, Sim, expert, run_gateway, two_replicas, write_config
 from tests.redis_server import REDIS_URL
 
 CHAT = "/v1/chat/completions"
@@ -180,13 +180,8 @@ def test_conversations_without_a_header_when_enabled(
 def test_replicas_share_tool_call_affinity_through_redis(
     tmp_path: Path, sims: dict[str, Sim], embedder: Embedder, redis_prefix: str
 ) -> None:
-    registry = {"url": f"{REDIS_URL}?prefix={redis_prefix}"}
     experts = [expert("generalist", sims["general"], ["*"])]
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    one = write_config(tmp_path / "a", experts, registry=registry)
-    two = write_config(tmp_path / "b", experts, registry=registry)
-    with run_gateway(one, embedder) as a, run_gateway(two, embedder) as b:
+    with two_replicas(tmp_path, embedder, experts, f"{REDIS_URL}?prefix={redis_prefix}") as (a, b):
         ask = [{"role": "user", "content": WRITING}]
         message = _chat(a, ask, tools=TOOLS).json()["choices"][0]["message"]
         _add_writer(a, sims["code"])

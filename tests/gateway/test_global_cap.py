@@ -13,7 +13,14 @@ import pytest
 
 from gateway.slots import MemorySlots, RedisSlots
 from routers.embedder import Embedder
-from tests.gateway.conftest import Gateway, expert, run_gateway, simulator, write_config
+from tests.gateway.conftest import (
+    Gateway,
+    expert,
+    run_gateway,
+    simulator,
+    two_replicas,
+    write_config,
+)
 from tests.redis_server import REDIS_URL
 
 MATH = [{"role": "user", "content": "Solve for x: 2x + 3 = 11."}]
@@ -28,14 +35,10 @@ def pinned(gw: Gateway) -> httpx.Response:
 def test_the_cap_holds_over_two_replicas(
     tmp_path: Path, embedder: Embedder, redis_prefix: str
 ) -> None:
-    registry = {"url": f"{REDIS_URL}?prefix={redis_prefix}"}
     with simulator(model="slow-model", ttft_s=1.0, completion_tokens=3) as slow:
         experts = [expert("slow", slow, ["*"], global_max_concurrency=2, max_concurrency=8)]
-        (tmp_path / "a").mkdir()
-        (tmp_path / "b").mkdir()
-        one = write_config(tmp_path / "a", experts, registry=registry)
-        two = write_config(tmp_path / "b", experts, registry=registry)
-        with run_gateway(one, embedder) as a, run_gateway(two, embedder) as b:
+        url = f"{REDIS_URL}?prefix={redis_prefix}"
+        with two_replicas(tmp_path, embedder, experts, url) as (a, b):
             with ThreadPoolExecutor(6) as pool:
                 answers = list(pool.map(pinned, [a, b, a, b, a, b]))
             codes = sorted(r.status_code for r in answers)

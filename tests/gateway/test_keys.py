@@ -24,6 +24,7 @@ from tests.gateway.conftest import (
     expert,
     run_gateway,
     standard_experts,
+    two_replicas,
     write_config,
 )
 from tests.redis_server import REDIS_URL
@@ -189,13 +190,8 @@ def test_cli_keys_direct_then_the_gateway_requires_them(
 def test_replicas_share_keys_through_redis(
     tmp_path: Path, sims: dict[str, Sim], embedder: Embedder, redis_prefix: str
 ) -> None:
-    registry = {"url": f"{REDIS_URL}?prefix={redis_prefix}"}
     experts = [expert("generalist", sims["general"], ["*"])]
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    one = write_config(tmp_path / "a", experts, registry=registry)
-    two = write_config(tmp_path / "b", experts, registry=registry)
-    with run_gateway(one, embedder) as a, run_gateway(two, embedder) as b:
+    with two_replicas(tmp_path, embedder, experts, f"{REDIS_URL}?prefix={redis_prefix}") as (a, b):
         key = create(a, "shared")
         assert chat(b, key, MATH).status_code == 200
         assert chat(b, None, MATH).status_code == 401  # b knows keys exist

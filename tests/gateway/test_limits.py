@@ -15,7 +15,7 @@ from gateway.errors import ServiceUnavailable
 from gateway.keys import Grant
 from gateway.quotas import MemoryTotals, Quotas
 from routers.embedder import Embedder
-from tests.gateway.conftest import Gateway, Sim, expert, run_gateway, write_config
+from tests.gateway.conftest import Gateway, Sim, expert, run_gateway, two_replicas, write_config
 from tests.gateway.test_keys import MATH, assert_error, chat, create
 from tests.redis_server import REDIS_URL
 
@@ -71,13 +71,8 @@ def test_budget_in_the_experts_cost_unit(
 def test_replicas_share_limits_through_redis(
     tmp_path: Path, sims: dict[str, Sim], embedder: Embedder, redis_prefix: str
 ) -> None:
-    registry = {"url": f"{REDIS_URL}?prefix={redis_prefix}"}
     experts = [expert("generalist", sims["general"], ["*"])]
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    one = write_config(tmp_path / "a", experts, registry=registry)
-    two = write_config(tmp_path / "b", experts, registry=registry)
-    with run_gateway(one, embedder) as a, run_gateway(two, embedder) as b:
+    with two_replicas(tmp_path, embedder, experts, f"{REDIS_URL}?prefix={redis_prefix}") as (a, b):
         key = create(a, "shared-limit", rpm=3)
         codes = [chat(gw, key, MATH).status_code for gw in (a, b, a, b)]
         assert codes == [200, 200, 200, 429]

@@ -26,6 +26,7 @@ from tests.gateway.conftest import (
     Sim,
     run_gateway,
     standard_experts,
+    two_replicas,
     write_config,
 )
 
@@ -106,12 +107,7 @@ def test_an_empty_redis_after_a_restart_is_noticed_and_restored_on_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     experts = standard_experts(sims)
-    registry = {"url": own_redis.url}
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    one = write_config(tmp_path / "a", experts, registry=registry)
-    two = write_config(tmp_path / "b", experts, registry=registry)
-    with run_gateway(one, embedder) as a, run_gateway(two, embedder) as b:
+    with two_replicas(tmp_path, embedder, experts, own_redis.url) as (a, b):
         names = {"auto", "math-expert", "code-expert", "generalist"}
         assert {m["id"] for m in httpx.get(f"{a.url}/v1/models").json()["data"]} == names
 

@@ -5,37 +5,25 @@ and two adds of one name give one expert."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from routers.embedder import Embedder
-from tests.gateway.conftest import Gateway, Sim, expert, run_gateway, write_config
+from tests.gateway.conftest import Gateway, Sim, expert, two_replicas
 from tests.gateway.test_keys import MATH, create
 from tests.redis_server import REDIS_URL
 
 pytestmark = pytest.mark.redis
 
 
-def two(
-    tmp_path: Path, sims: dict[str, Sim], embedder: Embedder, prefix: str
-) -> tuple[AbstractContextManager[Gateway], AbstractContextManager[Gateway]]:
-    registry = {"url": f"{REDIS_URL}?prefix={prefix}"}
-    experts = [expert("generalist", sims["general"], ["*"], max_concurrency=64)]
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    one = write_config(tmp_path / "a", experts, registry=registry)
-    other = write_config(tmp_path / "b", experts, registry=registry)
-    return run_gateway(one, embedder), run_gateway(other, embedder)
-
-
 def test_racing_replicas_lose_no_update_and_share_one_limit(
     tmp_path: Path, sims: dict[str, Sim], embedder: Embedder, redis_prefix: str
 ) -> None:
-    first, second = two(tmp_path, sims, embedder, redis_prefix)
-    with first as a, second as b:
+    experts = [expert("generalist", sims["general"], ["*"], max_concurrency=64)]
+    url = f"{REDIS_URL}?prefix={redis_prefix}"
+    with two_replicas(tmp_path, embedder, experts, url) as (a, b):
         key = create(a, "racer", rpm=10)
 
         def call(gw: Gateway) -> int:
