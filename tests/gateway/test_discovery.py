@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,18 @@ def wait_for_models(url: str, present: bool, name: str, timeout_s: float = 15.0)
         time.sleep(0.05)
 
 
+def discovering(tmp_path: Path, sims: dict[str, Sim], api: K8sApi, **options: Any) -> Path:
+    """A config with a generalist and Kubernetes discovery of namespace `coe` on the stand-in."""
+    kubernetes = {
+        "enabled": True,
+        "namespaces": ["coe"],
+        "kubeconfig": str(kubeconfig(tmp_path / "kubeconfig", api.url)),
+        **options,
+    }
+    experts = [expert("generalist", sims["general"], ["*"])]
+    return write_config(tmp_path, experts, discovery={"kubernetes": kubernetes})
+
+
 def test_a_labelled_service_is_an_expert_until_it_goes(
     tmp_path: Path, sims: dict[str, Sim], embedder: Embedder
 ) -> None:
@@ -37,18 +50,7 @@ def test_a_labelled_service_is_an_expert_until_it_goes(
         api = K8sApi(idle_s=0.1)
         api.lists.append(listing("5", coder))
         with k8s_api(api):
-            config = write_config(
-                tmp_path,
-                [expert("generalist", sims["general"], ["*"])],
-                discovery={
-                    "kubernetes": {
-                        "enabled": True,
-                        "namespaces": ["coe"],
-                        "kubeconfig": str(kubeconfig(tmp_path / "kubeconfig", api.url)),
-                        "retry_s": 0.05,
-                    }
-                },
-            )
+            config = discovering(tmp_path, sims, api, retry_s=0.05)
             with run_gateway(config, embedder) as gw:
                 ready = httpx.get(f"{gw.url}/readyz").json()
                 assert ready["discovery"]["kubernetes"]["coe"]["state"] == "watching"
@@ -87,17 +89,7 @@ def test_discovery_of_an_unbuildable_expert_is_refused(
     api = K8sApi()
     api.lists.append(listing("5", keyed))
     with k8s_api(api):
-        config = write_config(
-            tmp_path,
-            [expert("generalist", sims["general"], ["*"])],
-            discovery={
-                "kubernetes": {
-                    "enabled": True,
-                    "namespaces": ["coe"],
-                    "kubeconfig": str(kubeconfig(tmp_path / "kubeconfig", api.url)),
-                }
-            },
-        )
+        config = discovering(tmp_path, sims, api)
         with run_gateway(config, embedder) as gw:
             ids = [m["id"] for m in httpx.get(f"{gw.url}/v1/models").json()["data"]]
     assert "general" not in ids
